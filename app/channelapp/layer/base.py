@@ -1,0 +1,105 @@
+"""The channel layer interface every backend implements.
+
+A *channel* is a named, FIFO, at-most-once, non-broadcast queue of messages
+(dicts of msgpack-able values). *Groups* are named sets of channels that a
+message can be broadcast to. *Statistics* (the ASGI 1.0 extension) report
+how much work waits in channels; the autoscaler reads them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import Any, TypedDict
+
+Message = dict[str, Any]
+
+
+class ChannelLayerError(Exception):
+    """Base class of the layer's errors."""
+
+
+class ChannelFull(ChannelLayerError):
+    """The channel holds ``capacity`` messages already; the message was not stored."""
+
+
+class ShardUnavailable(ChannelLayerError):
+    """A Redis shard could not be reached; the operation did not happen."""
+
+
+class MessageTooLarge(ChannelLayerError):
+    """The serialized message is larger than the layer accepts."""
+
+
+class ChannelStatistics(TypedDict):
+    messages_pending: int
+    """Messages waiting in the channel now."""
+    messages_max_age: float
+    """Seconds the oldest waiting message has waited (0.0 when empty)."""
+    messages_count: int
+    """Messages ever sent to the channel (since the counters' expiry)."""
+    channel_full_count: int
+    """Sends refused with :class:`ChannelFull`."""
+
+
+class BaseChannelLayer(abc.ABC):
+    """Async channel layer API shared by the Redis and in-memory backends."""
+
+    extensions: tuple[str, ...] = ("groups", "flush", "statistics")
+
+    @abc.abstractmethod
+    async def send(self, channel: str, message: Message) -> None:
+        """Queue ``message`` on ``channel``. Raises :class:`ChannelFull` when full."""
+
+    @abc.abstractmethod
+    async def receive(self, channel: str) -> Message:
+        """Wait for and return the next message on ``channel`` (FIFO, at most once)."""
+
+    @abc.abstractmethod
+    async def receive_many(
+        self, channels: Iterable[str], max_messages: int = 100, timeout: float | None = None
+    ) -> list[tuple[str, Message]]:
+        """Take up to ``max_messages`` waiting messages from any of ``channels``.
+
+        Waits until at least one message is there, or ``timeout`` seconds
+        (then returns ``[]``). Each channel's own order is kept. This is the
+        worker's batch receive: one round trip per shard for many messages.
+        """
+
+    @abc.abstractmethod
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new process-specific channel name ``prefix.<process>!<random>``."""
+
+    @abc.abstractmethod
+    async def group_add(self, group: str, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def group_discard(self, group: str, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def group_send(self, group: str, message: Message) -> None:
+        """Send ``message`` to every channel of ``group``; full members are counted, not fatal."""
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Drop every channel, group and counter of this layer."""
+
+    @abc.abstractmethod
+    async def channel_statistics(self, channel: str) -> ChannelStatistics: ...
+
+    @abc.abstractmethod
+    async def channels_statistics(self, channels: Iterable[str]) -> dict[str, ChannelStatistics]:
+        """Statistics of many channels: one pipelined round trip per shard."""
+
+    @abc.abstractmethod
+    async def global_statistics(self) -> ChannelStatistics:
+        """Totals over every channel of the layer."""
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+
+    async def __aenter__(self) -> BaseChannelLayer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

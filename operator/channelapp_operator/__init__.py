@@ -1,0 +1,1 @@
+"""The ChannelApp operator: reconciles ChannelApp resources and autoscales workers."""
