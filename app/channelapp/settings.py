@@ -1,0 +1,73 @@
+"""Runtime settings shared by the protocol server and the worker.
+
+Values come from the app object (``App(settings=Settings(...))``) and can be
+overridden by ``CHANNELAPP_*`` environment variables, which is how the
+operator configures pods.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# The channels a protocol server feeds and workers consume.
+HTTP_REQUEST = "http.request"
+WEBSOCKET_CONNECT = "websocket.connect"
+WEBSOCKET_RECEIVE = "websocket.receive"
+WEBSOCKET_DISCONNECT = "websocket.disconnect"
+PROTOCOL_CHANNELS = (HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT)
+
+
+@dataclass
+class Settings:
+    # Comma-separated in the environment: redis://[:password@]host:port/db, rediss:// for TLS.
+    # Empty means the in-memory layer (one process only).
+    redis_urls: list[str] = field(default_factory=list)
+    # Password applied to every Redis URL that has none (the operator passes it from a Secret).
+    redis_password: str | None = None
+    # Key for signed session cookies; must be set in production.
+    secret_key: str = "insecure-development-key"
+    # Base64 Fernet keys (comma-separated, first encrypts) for message bodies at rest; empty = off.
+    encryption_keys: list[str] = field(default_factory=list)
+    # Origins allowed to open WebSockets ("*" allows any; empty allows same-host only).
+    allowed_origins: list[str] = field(default_factory=list)
+    # Host header values served ("*" = any).
+    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
+    # Per-channel capacity and message expiry (seconds) in the layer.
+    channel_capacity: int = 1000
+    message_expiry: float = 60.0
+    group_expiry: float = 86400.0
+    # Protocol server limits.
+    max_body_size: int = 1024 * 1024
+    max_frame_size: int = 1024 * 1024
+    response_timeout: float = 30.0
+    # Worker: how many messages run at once, and how long SIGTERM waits for them.
+    worker_concurrency: int = 64
+    shutdown_timeout: float = 25.0
+    session_ttl: float = 86400.0
+
+    @classmethod
+    def from_env(cls, base: Settings | None = None, environ: dict[str, str] | None = None) -> Settings:
+        """Copy of ``base`` with every ``CHANNELAPP_<FIELD>`` variable applied."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {f.name: getattr(base or cls(), f.name) for f in fields(cls)}
+        for f in fields(cls):
+            raw = env.get(f"CHANNELAPP_{f.name.upper()}")
+            if raw is None:
+                continue
+            current = values[f.name]
+            try:
+                if isinstance(current, list):
+                    values[f.name] = [p.strip() for p in raw.split(",") if p.strip()]
+                elif isinstance(current, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(current, int):
+                    values[f.name] = int(raw)
+                elif isinstance(current, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"CHANNELAPP_{f.name.upper()}={raw!r}: {exc}") from None
+        return cls(**values)

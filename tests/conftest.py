@@ -1,0 +1,6 @@
+"""Fixtures shared by the whole suite live in tests/support and are registered here."""
+
+pytest_plugins = [
+    "tests.support.redis_fixtures",
+    "tests.support.cluster_fixtures",
+]

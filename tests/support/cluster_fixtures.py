@@ -1,0 +1,1 @@
+"""Pytest fixtures for the Kubernetes control plane (filled in by the control-plane work)."""
