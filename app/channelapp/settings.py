@@ -48,7 +48,9 @@ class Settings:
     session_ttl: float = 86400.0
 
     @classmethod
-    def from_env(cls, base: Settings | None = None, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, base: Settings | None = None, environ: dict[str, str] | None = None
+    ) -> Settings:
         """Copy of ``base`` with every ``CHANNELAPP_<FIELD>`` variable applied."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {f.name: getattr(base or cls(), f.name) for f in fields(cls)}

@@ -1,0 +1,609 @@
+"""A real Kubernetes control plane on loopback, for tests and local runs.
+
+etcd (Debian's ``etcd-server``), kube-apiserver (secure port, RBAC, service
+account tokens, an admin client certificate), kube-controller-manager (garbage
+collection, Deployment and ReplicaSet status), kube-scheduler and kwok, which
+simulates one node and marks its pods Running. The binaries come from
+``hack/cluster/build.sh``.
+
+    python -m tests.support.controlplane up      # start, print the kubeconfig
+    python -m tests.support.controlplane status
+    python -m tests.support.controlplane down    # stop everything, remove the data
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "cluster" / "build.sh"
+STATE_DIR = REPO / ".cluster"
+NODE_NAME = "kwok-node-0"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started; the message names the component and its log."""
+
+
+def k8s_version() -> str:
+    for line in (REPO / "hack/cluster/kubernetes/go.mod").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "require" and parts[1] == "k8s.io/kubernetes":
+            return parts[2]
+    raise ControlPlaneError("hack/cluster/kubernetes/go.mod does not require k8s.io/kubernetes")
+
+
+def bin_dir() -> Path:
+    cache = Path(os.environ.get("CHANNELAPP_CACHE", Path.home() / ".cache" / "channelapp"))
+    return cache / f"k8s-{k8s_version()}" / "bin"
+
+
+TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm", "kwok")
+
+
+def ensure_tools(*, log: bool = True) -> Path:
+    """Build the binaries if any is missing or stale (the script is idempotent and fast when warm)."""
+    target = bin_dir()
+    if all((target / t).exists() for t in TOOLS):
+        return target
+    out = None if log else subprocess.DEVNULL
+    subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=out)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- certificates -----------------------------------------------------------------------
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Name,
+    issuer_key: rsa.RSAPrivateKey,
+    *,
+    ca: bool = False,
+    server_names: list[str] | None = None,
+    client: bool = False,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        usages = [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+        if server_names:
+            usages.append(x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
+            sans: list[x509.GeneralName] = []
+            for name in server_names:
+                try:
+                    sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+                except ValueError:
+                    sans.append(x509.DNSName(name))
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def write_pki(pki: Path) -> None:
+    """CA, API server serving cert, admin client cert (system:masters), service-account key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca_name = _name("channelapp-test-ca")
+    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+    (pki / "ca.key").write_bytes(_pem_key(ca_key))
+    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    for stem, subject, kwargs in (
+        (
+            "apiserver",
+            _name("kube-apiserver"),
+            {
+                "server_names": [
+                    "127.0.0.1",
+                    "10.0.0.1",
+                    "localhost",
+                    "kubernetes",
+                    "kubernetes.default",
+                    "kubernetes.default.svc",
+                    "kubernetes.default.svc.cluster.local",
+                ]
+            },
+        ),
+        ("admin", _name("channelapp-admin", "system:masters"), {"client": True}),
+    ):
+        key = _key()
+        cert = _cert(subject, key, ca_name, ca_key, **kwargs)
+        (pki / f"{stem}.key").write_bytes(_pem_key(key))
+        (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    sa_key = _key()
+    (pki / "sa.key").write_bytes(_pem_key(sa_key))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def kubeconfig_text(server: str, pki: Path) -> str:
+    """A kubeconfig for the admin user (JSON is valid YAML)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "channelapp-test",
+                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki / "admin.crt"),
+                        "client-key": str(pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "channelapp-test",
+                    "context": {"cluster": "channelapp-test", "user": "admin"},
+                }
+            ],
+            "current-context": "channelapp-test",
+        },
+        indent=2,
+    )
+
+
+NODE_MANIFEST = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {
+        "name": NODE_NAME,
+        "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+        "labels": {
+            "type": "kwok",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": NODE_NAME,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/role": "agent",
+        },
+    },
+    "spec": {},
+    "status": {
+        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+        "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "kubeletVersion": "fake",
+            "kubeProxyVersion": "fake",
+            "operatingSystem": "linux",
+        },
+        "phase": "Running",
+    },
+}
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+@dataclass
+class Component:
+    name: str
+    pid: int
+    log: str
+
+
+@dataclass
+class ControlPlane:
+    """Start with :meth:`start`, stop with :meth:`stop` (idempotent, kills whole process groups)."""
+
+    workdir: Path
+    bin_dir: Path = field(default_factory=bin_dir)
+    components: list[Component] = field(default_factory=list)
+    server: str = ""
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.components]
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log_path = self.workdir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: stop() kills the group
+                cwd=self.workdir,
+            )
+        self._procs.append(proc)
+        self.components.append(Component(name, proc.pid, str(log_path)))
+        return proc
+
+    def _fail(self, component: str, why: str) -> ControlPlaneError:
+        log = self.workdir / "logs" / f"{component}.log"
+        tail = ""
+        if log.exists():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        return ControlPlaneError(f"{component}: {why} (log: {log})\n{tail}")
+
+    def _wait(self, component: str, check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        proc = next(
+            p for p, c in zip(self._procs, self.components, strict=True) if c.name == component
+        )
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise self._fail(component, f"exited with code {proc.returncode}")
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(0.2)
+        raise self._fail(component, f"not ready after {timeout:.0f}s")
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def api_get(self, path: str) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.server + path)
+        try:
+            with urllib.request.urlopen(req, context=self._ssl_context(), timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def start(self, timeout: float = 60.0) -> ControlPlane:
+        t0 = time.monotonic()
+        for tool in TOOLS:
+            if not (self.bin_dir / tool).exists():
+                raise ControlPlaneError(
+                    f"{self.bin_dir / tool} is missing: run `make cluster-tools` (hack/cluster/build.sh)"
+                )
+        etcd = shutil.which("etcd")
+        if not etcd:
+            raise ControlPlaneError("etcd is not installed: apt-get install etcd-server")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_pki(self.pki)
+        try:
+            self._start_all(etcd, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._log(f"control plane ready in {time.monotonic() - t0:.1f}s: {self.server}")
+        return self
+
+    def _log(self, msg: str) -> None:
+        print(f"[controlplane] {msg}", file=sys.stderr, flush=True)
+
+    def _start_all(self, etcd: str, timeout: float) -> None:
+        b = self.bin_dir
+        etcd_port, peer_port, api_port, kwok_port = (free_port() for _ in range(4))
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._log("starting etcd")
+        self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+                "--listen-metrics-urls=",
+                "--quota-backend-bytes=2147483648",
+                "--snapshot-count=100000",
+            ],
+        )
+        self._wait(
+            "etcd",
+            lambda: urllib.request.urlopen(f"{etcd_url}/health", timeout=2).status == 200,
+            timeout,
+        )
+
+        pki = self.pki
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._log("starting kube-apiserver")
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(b / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        (self.kubeconfig).write_text(kubeconfig_text(self.server, pki))
+        self._wait("kube-apiserver", lambda: self.api_get("/readyz")[0] == 200, timeout)
+
+        kc = str(self.kubeconfig)
+        self._log("starting kube-controller-manager, kube-scheduler, kwok")
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(b / "kube-controller-manager"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--concurrent-gc-syncs=20",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(b / "kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(b / "kwok"),
+                f"--kubeconfig={kc}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=10.0.0.1",
+                "--cidr=10.0.1.1/24",
+                f"--server-address=127.0.0.1:{kwok_port}",
+                "--enable-crds=",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
+        created = self.kubectl("apply", "-f", "-", input=json.dumps(NODE_MANIFEST))
+        if created.returncode != 0:
+            raise ControlPlaneError(f"creating node {NODE_NAME}: {created.stderr}")
+
+        def node_ready() -> bool:
+            # Ready, and the node-lifecycle controller has lifted the not-ready taint.
+            node = json.loads(self.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions", [])
+            )
+            return ready and not node["spec"].get("taints")
+
+        def default_sa() -> bool:
+            return self.kubectl("get", "serviceaccount", "default", "-n", "default").returncode == 0
+
+        self._wait("kwok", node_ready, timeout)
+        self._wait("kube-controller-manager", default_sa, timeout)
+
+    def stop(self) -> None:
+        """SIGTERM every process group, then SIGKILL what is left; wait for all of them."""
+        for proc in reversed(self._procs):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._procs.clear()
+
+    def to_state(self) -> dict[str, object]:
+        return {
+            "workdir": str(self.workdir),
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "components": [c.__dict__ for c in self.components],
+        }
+
+
+# --- command line: make cluster / make cluster-down ---------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pids(pids: list[int], grace: float = 10.0) -> None:
+    for pid in reversed(pids):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_file = STATE_DIR / "state.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if all(_alive(c["pid"]) for c in state["components"]):
+            print(f"already running: export KUBECONFIG={state['kubeconfig']}")
+            return 0
+        cmd_down(args)
+    ensure_tools()
+    STATE_DIR.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="channelapp-cluster-"))
+    plane = ControlPlane(workdir)
+    plane.start()
+    state_file.write_text(json.dumps(plane.to_state(), indent=2))
+    link = STATE_DIR / "kubeconfig"
+    link.unlink(missing_ok=True)
+    shutil.copy(plane.kubeconfig, link)
+    print(f"control plane running at {plane.server}; logs in {workdir / 'logs'}")
+    print(f"kubectl: {plane.kubectl_path}   helm: {plane.bin_dir / 'helm'}")
+    print(f"export KUBECONFIG={link}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_file = STATE_DIR / "state.json"
+    if not state_file.exists():
+        print("no control plane is running")
+        return 0
+    state = json.loads(state_file.read_text())
+    stop_pids([c["pid"] for c in state["components"]])
+    shutil.rmtree(state["workdir"], ignore_errors=True)
+    state_file.unlink()
+    (STATE_DIR / "kubeconfig").unlink(missing_ok=True)
+    print("control plane stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_file = STATE_DIR / "state.json"
+    if not state_file.exists():
+        print("no control plane is running")
+        return 1
+    state = json.loads(state_file.read_text())
+    for c in state["components"]:
+        print(f"{c['name']:<24} pid {c['pid']:<8} {'running' if _alive(c['pid']) else 'STOPPED'}")
+    print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.controlplane", description=__doc__
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build the tools if needed and start a control plane")
+    sub.add_parser("down", help="stop the control plane and remove its data")
+    sub.add_parser("status", help="show the control plane's processes")
+    args = parser.parse_args(argv)
+    return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
+
+
+def start_for_tests() -> ControlPlane:
+    """Start a control plane in a temp dir that is stopped at interpreter exit at the latest."""
+    ensure_tools()
+    plane = ControlPlane(Path(tempfile.mkdtemp(prefix="channelapp-cluster-")))
+    atexit.register(plane.stop)
+    return plane.start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
