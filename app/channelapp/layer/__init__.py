@@ -9,7 +9,10 @@ from channelapp.layer.base import (
     MessageTooLarge,
     ShardUnavailable,
 )
+from channelapp.layer.factory import layer_from_settings
+from channelapp.layer.memory import InMemoryChannelLayer
 from channelapp.layer.names import InvalidChannelName
+from channelapp.layer.redis import RedisChannelLayer
 
 __all__ = [
     "BaseChannelLayer",
@@ -22,17 +25,5 @@ __all__ = [
     "MessageTooLarge",
     "RedisChannelLayer",
     "ShardUnavailable",
+    "layer_from_settings",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # Imported lazily so that the in-memory layer does not need redis installed.
-    if name == "RedisChannelLayer":
-        from channelapp.layer.redis import RedisChannelLayer
-
-        return RedisChannelLayer
-    if name == "InMemoryChannelLayer":
-        from channelapp.layer.memory import InMemoryChannelLayer
-
-        return InMemoryChannelLayer
-    raise AttributeError(name)

@@ -1,0 +1,444 @@
+"""The Redis channel layer, sharded over 1..N independent Redis servers.
+
+Layout on each shard (``P`` is the key prefix):
+
+- ``P:ch:<name>``: a list per channel; items are ``header + msgpack body`` (see
+  serializers). Every reply channel of one process (``prefix!*``) shares the list
+  ``P:ch:prefix!`` so the process reads all of them with one blocking pop and
+  sorts them out locally.
+- ``P:sent`` / ``P:full``: hashes of per-channel counters (statistics).
+- ``P:channels``: the set of channel names seen, so global statistics need no SCAN.
+- ``P:group:<name>``: a sorted set of member channels scored by the time they joined.
+
+Popped messages that the caller has not taken yet (a blocking pop that returns
+after its caller moved on, a batch larger than asked, replies for other
+reply channels of the process) wait in a local *stash*; ``close()`` pushes
+what is left back to the head of its list, so a worker that stops loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from channelapp.layer.base import (
+    BaseChannelLayer,
+    ChannelFull,
+    ChannelStatistics,
+    Message,
+    ShardUnavailable,
+)
+from channelapp.layer.capacity import CapacityPolicy
+from channelapp.layer.names import (
+    is_process_specific,
+    non_local_name,
+    validate_channel_name,
+    validate_group_name,
+)
+from channelapp.layer.serializers import MessageCorrupt, Serializer, enqueued_at, frame, unframe
+from channelapp.layer.shard import SendBatcher, Shard
+from channelapp.layer.sharding import HashRing
+from channelapp.layer.stats import empty_stats, total
+
+log = logging.getLogger("channelapp.layer")
+
+BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancellation delays
+
+
+class RedisChannelLayer(BaseChannelLayer):
+    def __init__(
+        self,
+        hosts: Sequence[str] | None = None,
+        *,
+        prefix: str = "channelapp",
+        capacity: int = 100,
+        channel_capacity: Mapping[str, int] | None = None,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        password: str | None = None,
+        encryption_keys: Sequence[str | bytes] | None = None,
+        max_message_size: int = 1 << 20,
+        max_connections: int = 64,
+        ssl_options: dict[str, Any] | None = None,
+    ) -> None:
+        hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
+        if isinstance(hosts, str):
+            raise TypeError("hosts must be a list of URLs, not a string")
+        self.prefix = prefix
+        self.capacity = CapacityPolicy(capacity, channel_capacity)
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.shards = [
+            Shard(
+                i, url, password=password, max_connections=max_connections, ssl_options=ssl_options
+            )
+            for i, url in enumerate(hosts)
+        ]
+        self.ring = HashRing(len(self.shards))
+        self._serializer = Serializer(encryption_keys, max_size=max_message_size)
+        self._batchers = [SendBatcher(s) for s in self.shards]
+        self._expiry_s = max(1, int(expiry))
+        self._process = secrets.token_hex(6)
+        # Popped, not yet taken: channel name -> (enqueued_at, body, storage key, raw item).
+        self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._blocking: dict[tuple[int, tuple[str, ...]], asyncio.Task[None]] = {}
+        self._last_purge = time.monotonic()
+        self.group_full_count = 0
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def _key(self, channel: str) -> str:
+        return f"{self.prefix}:ch:{non_local_name(channel)}"
+
+    def _counter_name(self, channel: str) -> str:
+        return non_local_name(channel)
+
+    def _meta_keys(self) -> tuple[str, str, str]:
+        return f"{self.prefix}:sent", f"{self.prefix}:full", f"{self.prefix}:channels"
+
+    def _shard(self, name: str) -> Shard:
+        return self.shards[self.ring.shard_for(name)]
+
+    # --- send -----------------------------------------------------------------------------
+
+    def _item(self, channel: str, body: bytes) -> bytes:
+        return frame(body, channel if is_process_specific(channel) else "")
+
+    async def send(self, channel: str, message: Message) -> None:
+        validate_channel_name(channel)
+        body = self._serializer.dumps(message)
+        shard_index = self.ring.shard_for(channel)
+        sent, full, registry = self._meta_keys()
+        ok = await self._batchers[shard_index].submit(
+            "send",
+            (self._key(channel), sent, full, registry),
+            (
+                self._item(channel, body),
+                self.capacity(channel),
+                self._expiry_s,
+                self._counter_name(channel),
+            ),
+        )
+        if not ok:
+            raise ChannelFull(f"channel {channel!r} is full ({self.capacity(channel)} messages)")
+
+    # --- receive --------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    def _deposit(self, key: str, item: bytes, now: float) -> None:
+        ts, name, body = unframe(item)
+        if now - ts > self.expiry:
+            return  # expired while waiting: dropped, as if its key had expired
+        if not name:
+            name = key[len(self.prefix) + 4 :]
+        self._stash[name].append((ts, body, key, item))
+
+    def _take(self, channels: Sequence[str], limit: int) -> list[tuple[str, Message]]:
+        out: list[tuple[str, Message]] = []
+        now = time.time()
+        progress = True
+        while len(out) < limit and progress:
+            progress = False
+            for channel in channels:
+                queue = self._stash.get(channel)
+                while queue:
+                    ts, body, _key, _item = queue.popleft()
+                    if now - ts > self.expiry:
+                        continue
+                    try:
+                        out.append((channel, self._serializer.loads(body)))
+                    except MessageCorrupt as exc:
+                        log.error("dropping undecodable message on %r: %s", channel, exc)
+                        continue
+                    progress = True
+                    break
+                if queue is not None and not queue:
+                    self._stash.pop(channel, None)
+                if len(out) >= limit:
+                    break
+        self._purge_stash(now)
+        return out
+
+    def _purge_stash(self, now: float) -> None:
+        """Drop expired replies for reply channels nobody receives on (no unbounded growth)."""
+        if time.monotonic() - self._last_purge < 5:
+            return
+        self._last_purge = time.monotonic()
+        for name in list(self._stash):
+            queue = self._stash[name]
+            while queue and now - queue[0][0] > self.expiry:
+                queue.popleft()
+            if not queue:
+                del self._stash[name]
+
+    def _keys_by_shard(self, channels: Sequence[str]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = defaultdict(list)
+        for channel in channels:
+            key = self._key(channel)
+            keys = out[self.ring.shard_for(channel)]
+            if key not in keys:
+                keys.append(key)
+        return out
+
+    async def _pop_now(self, by_shard: dict[int, list[str]], limit: int) -> None:
+        """One non-blocking batch pop per shard, concurrently; results go to the stash."""
+        per_shard = max(1, limit // max(1, len(by_shard)))
+
+        async def pop(index: int, keys: list[str]) -> None:
+            flat = await self.shards[index].eval("pop_many", keys, (per_shard,))
+            now = time.time()
+            for i in range(0, len(flat), 2):
+                self._deposit(keys[int(flat[i]) - 1], flat[i + 1], now)
+
+        results = await asyncio.gather(
+            *(pop(i, k) for i, k in by_shard.items()), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    def _start_blocking(self, index: int, keys: list[str]) -> asyncio.Task[None]:
+        """A blocking pop that deposits into the stash whenever it returns, even if nobody waits."""
+        ident = (index, tuple(keys))
+        task = self._blocking.get(ident)
+        if task is not None and not task.done():
+            return task
+
+        async def block() -> None:
+            try:
+                got = await self.shards[index].blpop(keys, BLOCK_SECONDS)
+            finally:
+                self._blocking.pop(ident, None)
+            if got:
+                key, item = got
+                self._deposit(key.decode() if isinstance(key, bytes) else key, item, time.time())
+                self._wake()
+
+        task = asyncio.get_running_loop().create_task(block())
+        self._blocking[ident] = task
+        return task
+
+    async def _wait(self, tasks: list[asyncio.Task[None]], timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        try:
+            # Waiting is cancellable; the blocking pops are not cancelled (they would lose data).
+            await asyncio.wait([*tasks, fut], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiters.discard(fut)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def receive_many(
+        self, channels: Iterable[str], max_messages: int = 100, timeout: float | None = None
+    ) -> list[tuple[str, Message]]:
+        names = [validate_channel_name(c, receive=True) for c in channels]
+        if not names:
+            raise ValueError("receive_many needs at least one channel")
+        by_shard = self._keys_by_shard(names)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            out = self._take(names, max_messages)
+            if len(out) < max_messages:
+                await self._pop_now(by_shard, max_messages - len(out))
+                out += self._take(names, max_messages - len(out))
+            if out:
+                return out
+            remaining = BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            tasks = [self._start_blocking(i, keys) for i, keys in by_shard.items()]
+            await self._wait(tasks, min(remaining, BLOCK_SECONDS + 1))
+
+    async def receive(self, channel: str) -> Message:
+        while True:
+            got = await self.receive_many([channel], 1, None)
+            if got:
+                return got[0][1]
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")
+
+    # --- groups ---------------------------------------------------------------------------
+
+    def _group_key(self, group: str) -> str:
+        return f"{self.prefix}:group:{group}"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        validate_group_name(group)
+        validate_channel_name(channel)
+        shard = self._shard(group)
+        key = self._group_key(group)
+        async with shard.guard("group_add"):
+            pipe = shard.client.pipeline(transaction=False)
+            pipe.zadd(key, {channel: time.time()})
+            pipe.expire(key, int(self.group_expiry))
+            await pipe.execute()
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        validate_group_name(group)
+        validate_channel_name(channel)
+        shard = self._shard(group)
+        async with shard.guard("group_discard"):
+            await shard.client.zrem(self._group_key(group), channel)
+
+    async def group_members(self, group: str) -> list[str]:
+        validate_group_name(group)
+        members = await self._shard(group).eval(
+            "group_members", (self._group_key(group),), (time.time() - self.group_expiry,)
+        )
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    async def group_send(self, group: str, message: Message) -> int:
+        """Send to every member: one script call per shard, all shards at once.
+
+        A full member does not stop delivery to the others; the count of full
+        members is returned, added to ``group_full_count`` and logged.
+        """
+        body = self._serializer.dumps(message)
+        members = await self.group_members(group)
+        if not members:
+            return 0
+        sent, full, registry = self._meta_keys()
+        per_shard: dict[int, tuple[list[str], list[Any]]] = {}
+        for channel in members:
+            keys, args = per_shard.setdefault(
+                self.ring.shard_for(channel), ([sent, full, registry], [self._expiry_s])
+            )
+            keys.append(self._key(channel))
+            args += [self._item(channel, body), self.capacity(channel), self._counter_name(channel)]
+        results = await asyncio.gather(
+            *(self.shards[i].eval("send_many", k, a) for i, (k, a) in per_shard.items()),
+            return_exceptions=True,
+        )
+        full_members: list[str] = []
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = result
+            else:
+                full_members += [m.decode() if isinstance(m, bytes) else m for m in result]
+        if full_members:
+            self.group_full_count += len(full_members)
+            log.warning(
+                "group_send to %r: %d of %d member channel(s) full, message not queued for them: %s",
+                group,
+                len(full_members),
+                len(members),
+                full_members[:5],
+            )
+        if failure is not None:
+            raise failure
+        return len(full_members)
+
+    # --- statistics -----------------------------------------------------------------------
+
+    async def channel_statistics(self, channel: str) -> ChannelStatistics:
+        return (await self.channels_statistics([channel]))[channel]
+
+    async def channels_statistics(self, channels: Iterable[str]) -> dict[str, ChannelStatistics]:
+        names = [validate_channel_name(c, receive=True) for c in channels]
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for name in names:
+            by_shard[self.ring.shard_for(name)].append(name)
+        sent, full, _ = self._meta_keys()
+        out: dict[str, ChannelStatistics] = {}
+
+        async def one(index: int, shard_names: list[str]) -> None:
+            shard = self.shards[index]
+            counters = [self._counter_name(n) for n in shard_names]
+            async with shard.guard("statistics"):
+                pipe = shard.client.pipeline(transaction=False)
+                for name in shard_names:
+                    pipe.llen(self._key(name))
+                    pipe.lindex(self._key(name), 0)
+                pipe.hmget(sent, counters)
+                pipe.hmget(full, counters)
+                replies = await pipe.execute()
+            now = time.time()
+            sent_counts, full_counts = replies[-2], replies[-1]
+            for i, name in enumerate(shard_names):
+                stats = empty_stats()
+                stats["messages_pending"] = int(replies[2 * i])
+                head = replies[2 * i + 1]
+                stats["messages_max_age"] = max(0.0, now - enqueued_at(head)) if head else 0.0
+                stats["messages_count"] = int(sent_counts[i] or 0)
+                stats["channel_full_count"] = int(full_counts[i] or 0)
+                out[name] = stats
+
+        await asyncio.gather(*(one(i, n) for i, n in by_shard.items()))
+        return out
+
+    async def shard_statistics(self) -> list[ChannelStatistics]:
+        """Totals per shard (one script call each), in shard order."""
+        sent, full, registry = self._meta_keys()
+
+        async def one(shard: Shard) -> ChannelStatistics:
+            flat = await shard.eval("stats_all", (registry, sent, full), (f"{self.prefix}:ch:",))
+            now = time.time()
+            items = []
+            for i in range(0, len(flat), 5):
+                stats = empty_stats()
+                stats["messages_pending"] = int(flat[i + 1])
+                head = flat[i + 2]
+                stats["messages_max_age"] = max(0.0, now - enqueued_at(head)) if head else 0.0
+                stats["messages_count"] = int(flat[i + 3])
+                stats["channel_full_count"] = int(flat[i + 4])
+                items.append(stats)
+            return total(items)
+
+        return list(await asyncio.gather(*(one(s) for s in self.shards)))
+
+    async def global_statistics(self) -> ChannelStatistics:
+        return total(await self.shard_statistics())
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        self._stash.clear()
+        for shard in self.shards:
+            async with shard.guard("flush"):
+                keys = [
+                    k async for k in shard.client.scan_iter(match=f"{self.prefix}:*", count=1000)
+                ]
+                for i in range(0, len(keys), 500):
+                    await shard.client.unlink(*keys[i : i + 500])
+
+    async def _return_stash(self) -> None:
+        """Push popped-but-untaken messages back to the head of their lists, oldest first."""
+        by_key: dict[str, list[bytes]] = defaultdict(list)
+        for queue in self._stash.values():
+            for _ts, _body, key, item in queue:
+                by_key[key].append(item)
+        self._stash.clear()
+        for key, items in by_key.items():
+            channel = key[len(self.prefix) + 4 :]
+            with contextlib.suppress(ShardUnavailable):
+                shard = self._shard(channel)
+                async with shard.guard("returning unreceived messages"):
+                    await shard.client.lpush(key, *reversed(items))
+            log.info("returned %d unreceived message(s) to %s", len(items), channel)
+
+    async def close(self) -> None:
+        pending = [t for t in self._blocking.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=BLOCK_SECONDS + 2)
+        for task in pending:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so no "never retrieved" warning
+        await self._return_stash()
+        for shard in self.shards:
+            await shard.close()

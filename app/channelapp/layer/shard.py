@@ -1,0 +1,190 @@
+"""One Redis server of a sharded layer: its connection pool, its scripts, its error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from channelapp.layer.base import ShardUnavailable
+
+log = logging.getLogger("channelapp.layer")
+
+SCRIPT_NAMES = ("send", "send_many", "pop_many", "stats_all", "group_members")
+
+
+def _load_scripts() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name in SCRIPT_NAMES:
+        src = resources.files("channelapp.layer").joinpath(f"lua/{name}.lua").read_text()
+        out[name] = (src, hashlib.sha1(src.encode()).hexdigest())
+    return out
+
+
+SCRIPTS = _load_scripts()
+
+# Errors that mean "this shard cannot be reached now"; they become ShardUnavailable.
+_DOWN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    redis_errors.BusyLoadingError,
+)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        user = parts.username or ""
+        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    return url
+
+
+class Shard:
+    """A bounded connection pool to one Redis server; commands raise ShardUnavailable when it is down."""
+
+    def __init__(
+        self,
+        index: int,
+        url: str,
+        *,
+        password: str | None = None,
+        max_connections: int = 64,
+        ssl_options: dict[str, Any] | None = None,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"Redis URL must start with redis://, rediss:// or unix://, got {redact(url)!r}"
+            )
+        self.index = index
+        self.url = url
+        self.name = redact(url)
+        kwargs: dict[str, Any] = {
+            "max_connections": max_connections,
+            "timeout": 10,  # waiting for a free pooled connection
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": 10,  # above the longest blocking pop (1 s)
+            "socket_keepalive": True,
+            "health_check_interval": 15,
+        }
+        if password and not parts.password:
+            kwargs["password"] = password
+        if parts.scheme == "rediss":
+            kwargs.update(ssl_options or {})
+        self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        self.client = aioredis.Redis(connection_pool=self.pool)
+
+    @contextlib.asynccontextmanager
+    async def guard(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except redis_errors.AuthenticationError as exc:
+            raise ShardUnavailable(
+                f"redis shard {self.index} ({self.name}): authentication failed: {exc}"
+            ) from exc
+        except _DOWN as exc:
+            raise ShardUnavailable(
+                f"redis shard {self.index} ({self.name}) is unavailable during {what}: {exc}"
+            ) from exc
+
+    async def load_scripts(self) -> None:
+        for src, _sha in SCRIPTS.values():
+            await self.client.script_load(src)
+
+    async def eval_many(
+        self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run many scripts in one pipelined round trip; per-call errors are returned in place."""
+        async with self.guard("a script call"):
+            for attempt in (1, 2):
+                pipe = self.client.pipeline(transaction=False)
+                for name, keys, args in calls:
+                    pipe.evalsha(SCRIPTS[name][1], len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+                if attempt == 1 and any(isinstance(r, redis_errors.NoScriptError) for r in results):
+                    # A restarted server has an empty script cache.
+                    await self.load_scripts()
+                    redo = [
+                        i
+                        for i, r in enumerate(results)
+                        if isinstance(r, redis_errors.NoScriptError)
+                    ]
+                    again = await self.eval_many([calls[i] for i in redo])
+                    for i, r in zip(redo, again, strict=True):
+                        results[i] = r
+                return results
+        raise AssertionError("unreachable")
+
+    async def eval(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        result = (await self.eval_many([(name, keys, args)]))[0]
+        if isinstance(result, Exception):
+            if isinstance(result, _DOWN):
+                raise ShardUnavailable(
+                    f"redis shard {self.index} ({self.name}) is unavailable: {result}"
+                )
+            raise result
+        return result
+
+    async def blpop(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
+        async with self.guard("a blocking receive"):
+            return await self.client.blpop(list(keys), timeout=timeout)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+        with contextlib.suppress(Exception):
+            await self.pool.disconnect()
+
+
+class SendBatcher:
+    """Coalesces the sends issued while a round trip is in flight into the next pipeline.
+
+    The first send goes out at once; those that arrive meanwhile share one
+    round trip, so throughput grows with concurrency without adding latency.
+    """
+
+    def __init__(self, shard: Shard, max_batch: int = 512) -> None:
+        self.shard = shard
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((script, keys, args, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+        return fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                results = await self.shard.eval_many([(s, k, a) for s, k, a, _ in batch])
+            except Exception as exc:  # the whole round trip failed: every caller hears it
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (*_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
