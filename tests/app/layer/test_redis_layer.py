@@ -1,0 +1,329 @@
+"""Redis-only behaviour: sharding, outages, auth, encryption, connections and memory.
+
+Tests named ``test_channels_redis_*`` each show that a failure reported by
+channels_redis users does not happen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+import redis.asyncio as aioredis
+from channelapp.layer import RedisChannelLayer, ShardUnavailable
+from channelapp.layer.sharding import HashRing
+from cryptography.fernet import Fernet
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.redis_fixtures import RedisServer, redis_servers
+
+
+async def redis_keys(server: RedisServer) -> list[bytes]:
+    client = aioredis.from_url(server.url)
+    try:
+        return sorted(await client.keys("*"))
+    finally:
+        await client.aclose()
+
+
+async def client_count(server: RedisServer) -> int:
+    client = aioredis.from_url(server.url)
+    try:
+        return len(await client.client_list()) - 1  # minus this one
+    finally:
+        await client.aclose()
+
+
+async def test_channels_spread_over_three_shards(
+    sharded: RedisChannelLayer, redis_shards: list[RedisServer]
+) -> None:
+    names = [f"work.n{i}" for i in range(60)]
+    for name in names:
+        await sharded.send(name, {"n": name})
+    per_shard = [len([k for k in await redis_keys(s) if b":ch:" in k]) for s in redis_shards]
+    assert sum(per_shard) == 60
+    assert min(per_shard) >= 8, per_shard  # each shard got a fair share
+    got = await sharded.receive_many(names, max_messages=100, timeout=1)
+    got += await sharded.receive_many(names, max_messages=100, timeout=0.2)
+    assert sorted(m["n"] for _, m in got) == sorted(names)
+
+
+async def test_reply_channels_of_one_process_share_one_shard(sharded: RedisChannelLayer) -> None:
+    chans = [await sharded.new_channel("http.response") for _ in range(20)]
+    assert len({sharded.ring.shard_for(c) for c in chans}) == 1
+
+
+async def test_group_fan_out_across_shards(sharded: RedisChannelLayer) -> None:
+    members = [f"member.m{i}" for i in range(30)]
+    assert len({sharded.ring.shard_for(m) for m in members}) == 3
+    for m in members:
+        await sharded.group_add("room.all", m)
+    assert await sharded.group_send("room.all", {"text": "everyone"}) == 0
+    got = await sharded.receive_many(members, max_messages=100, timeout=1)
+    got += await sharded.receive_many(members, max_messages=100, timeout=0.2)
+    assert sorted(c for c, _ in got) == sorted(members)
+
+
+async def test_reply_channel_reaches_the_right_process(redis_server: RedisServer) -> None:
+    """Two layer instances stand for two processes; each receives only its own replies."""
+    a = RedisChannelLayer([redis_server.url])
+    b = RedisChannelLayer([redis_server.url])
+    try:
+        ca, cb = await a.new_channel("reply"), await b.new_channel("reply")
+        await a.send(cb, {"for": "b"})
+        await b.send(ca, {"for": "a"})
+        assert await asyncio.wait_for(a.receive(ca), 2) == {"for": "a"}
+        assert await asyncio.wait_for(b.receive(cb), 2) == {"for": "b"}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_reply_channel_across_real_processes(redis_server: RedisServer) -> None:
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        reply = await layer.new_channel("reply")
+        code = textwrap.dedent(
+            f"""
+            import asyncio
+            from channelapp.layer import RedisChannelLayer
+            async def main():
+                layer = RedisChannelLayer([{redis_server.url!r}])
+                msg = await layer.receive("rpc.request")
+                await layer.send(msg["reply_channel"], {{"answer": msg["n"] * 2}})
+                await layer.close()
+            asyncio.run(main())
+            """
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            await layer.send("rpc.request", {"n": 21, "reply_channel": reply})
+            assert await asyncio.wait_for(layer.receive(reply), 10) == {"answer": 42}
+        finally:
+            assert proc.wait(10) == 0
+    finally:
+        await layer.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 8), st.text(alphabet="abcdefghij.-_", min_size=1, max_size=40))
+def test_ring_is_stable_and_in_range(shards: int, name: str) -> None:
+    ring = HashRing(shards)
+    shard = ring.shard_for(name)
+    assert 0 <= shard < shards
+    assert HashRing(shards).shard_for(name) == shard
+    assert ring.shard_for(name + "!abc") == ring.shard_for(name + "!xyz")
+
+
+def test_ring_moves_few_names_when_a_shard_is_added() -> None:
+    names = [f"chan.{i}" for i in range(3000)]
+    before, after = HashRing(4), HashRing(5)
+    moved = sum(before.shard_for(n) != after.shard_for(n) for n in names)
+    assert moved < 3000 * 0.35  # about 1/5 move; modulo hashing would move 4/5
+    spread = Counter(after.shard_for(n) for n in names)
+    assert min(spread.values()) > 3000 / 5 * 0.6
+
+
+async def test_channels_redis_20_reconnects_after_a_redis_restart(
+    redis_server: RedisServer,
+) -> None:
+    """A shard restarted mid-test: clear errors while down, normal service after, same layer."""
+    layer = RedisChannelLayer([redis_server.url], expiry=30)
+    try:
+        await layer.send("work.restart", {"before": 1})
+        assert await layer.receive("work.restart") == {"before": 1}
+        redis_server.stop()
+        t0 = time.monotonic()
+        with pytest.raises(ShardUnavailable, match="unavailable"):
+            await layer.send("work.restart", {"during": 1})
+        with pytest.raises(ShardUnavailable):
+            await asyncio.wait_for(layer.receive_many(["work.restart"], timeout=0.5), 10)
+        with pytest.raises(ShardUnavailable):
+            await layer.channels_statistics(["work.restart"])
+        assert time.monotonic() - t0 < 8, "errors while a shard is down must come promptly"
+        redis_server.start()
+        await layer.send("work.restart", {"after": 1})  # scripts reloaded after NOSCRIPT
+        assert await asyncio.wait_for(layer.receive("work.restart"), 5) == {"after": 1}
+        assert (await layer.global_statistics())["messages_count"] == 1
+    finally:
+        await layer.close()
+
+
+async def test_receive_blocked_during_restart_recovers(redis_server: RedisServer) -> None:
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        waiting = asyncio.create_task(layer.receive_many(["work.wait"], timeout=20))
+        await asyncio.sleep(0.3)
+        redis_server.restart()
+        with pytest.raises(ShardUnavailable):
+            await asyncio.wait_for(waiting, 10)
+        await layer.send("work.wait", {"ok": True})
+        assert await layer.receive_many(["work.wait"], timeout=2) == [("work.wait", {"ok": True})]
+    finally:
+        await layer.close()
+
+
+async def test_password_protected_redis() -> None:
+    with redis_servers(1, password="s3cret-pw") as (server,):
+        bare = f"redis://127.0.0.1:{server.port}/0"
+        layer = RedisChannelLayer([bare], password="s3cret-pw")
+        wrong = RedisChannelLayer([bare], password="wrong")
+        try:
+            await layer.send("auth.x", {"ok": 1})
+            assert await layer.receive("auth.x") == {"ok": 1}
+            with pytest.raises(ShardUnavailable, match="auth"):
+                await wrong.send("auth.x", {"ok": 2})
+        finally:
+            await layer.close()
+            await wrong.close()
+
+
+def test_password_is_not_shown_in_errors() -> None:
+    layer = RedisChannelLayer(["redis://:hunter2@127.0.0.1:1/0"])
+    assert "hunter2" not in layer.shards[0].name
+    with pytest.raises(ValueError, match="redis://"):
+        RedisChannelLayer(["http://127.0.0.1:6379"])
+
+
+def test_tls_urls_are_accepted() -> None:
+    """rediss:// selects TLS in the client; no TLS-enabled redis-server is built here."""
+    layer = RedisChannelLayer(["rediss://127.0.0.1:6380/0"], ssl_options={"ssl_cert_reqs": "none"})
+    kwargs = layer.shards[0].pool.connection_kwargs
+    assert layer.shards[0].pool.connection_class.__name__ == "SSLConnection"
+    assert kwargs["ssl_cert_reqs"] == "none"
+
+
+async def test_encrypted_bodies_are_not_plaintext_at_rest(redis_server: RedisServer) -> None:
+    key = Fernet.generate_key()
+    layer = RedisChannelLayer([redis_server.url], encryption_keys=[key])
+    try:
+        await layer.send("secret.ch", {"card": "4111-1111-1111-1111"})
+        raw = aioredis.from_url(redis_server.url)
+        items = await raw.lrange("channelapp:ch:secret.ch", 0, -1)
+        await raw.aclose()
+        assert items and b"4111" not in items[0]
+        assert await layer.receive("secret.ch") == {"card": "4111-1111-1111-1111"}
+    finally:
+        await layer.close()
+    with pytest.raises(ValueError, match="Fernet"):
+        RedisChannelLayer([redis_server.url], encryption_keys=["not-a-key"])
+
+
+async def test_channels_redis_279_no_leaked_connections(redis_server: RedisServer) -> None:
+    baseline = await client_count(redis_server)
+    for _ in range(20):
+        layer = RedisChannelLayer([redis_server.url])
+        await layer.send("leak.x", {"i": 1})
+        await layer.receive("leak.x")
+        await layer.group_add("leak.g", "leak.x")
+        await layer.group_send("leak.g", {"i": 2})
+        await layer.receive("leak.x")
+        await layer.close()
+    await asyncio.sleep(0.2)
+    assert await client_count(redis_server) == baseline
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        await asyncio.gather(*(layer.send("leak.y", {"i": i}) for i in range(100)))
+        await layer.receive_many(["leak.y"], max_messages=100, timeout=1)
+        for _ in range(200):
+            await layer.send("leak.y", {"i": 0})
+            await layer.receive("leak.y")
+        assert await client_count(redis_server) <= baseline + 64
+    finally:
+        await layer.close()
+
+
+async def test_channels_redis_212_276_no_keys_left_behind(redis_server: RedisServer) -> None:
+    """Memory: received channels leave no list, dead reply lists are forgotten by statistics."""
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        for i in range(50):
+            reply = await layer.new_channel("r")
+            await layer.send(f"mem.c{i}", {"i": i})
+            await layer.send(reply, {"i": i})
+            await layer.receive(f"mem.c{i}")
+            await layer.receive(reply)
+        await layer.global_statistics()
+        keys = await redis_keys(redis_server)
+        assert keys == [b"channelapp:channels", b"channelapp:sent"], keys
+        raw = aioredis.from_url(redis_server.url)
+        assert await raw.scard("channelapp:channels") == 50  # the 50 named channels, no reply lists
+        await raw.aclose()
+    finally:
+        await layer.close()
+
+
+async def test_channels_redis_1683_1244_group_send_drops_nothing(
+    sharded: RedisChannelLayer,
+) -> None:
+    """Many concurrent group sends to many members across shards: every message arrives, in order."""
+    members = [f"peer.p{i}" for i in range(20)]
+    for m in members:
+        await sharded.group_add("room.busy", m)
+    await asyncio.gather(*(sharded.group_send("room.busy", {"seq": s}) for s in range(40)))
+    per_member: dict[str, list[int]] = {m: [] for m in members}
+    while True:
+        got = await sharded.receive_many(members, max_messages=500, timeout=0.3)
+        if not got:
+            break
+        for channel, msg in got:
+            per_member[channel].append(msg["seq"])
+    assert all(sorted(v) == list(range(40)) for v in per_member.values())
+
+
+async def test_channels_redis_83_group_send_is_one_call_per_shard(
+    sharded: RedisChannelLayer, redis_shards: list[RedisServer]
+) -> None:
+    members = [f"fan.m{i}" for i in range(300)]
+    for m in members:
+        await sharded.group_add("room.big", m)
+    await sharded.group_send("room.big", {"warm": 1})  # first use loads the scripts (NOSCRIPT)
+    before = [await _calls(s, "evalsha") for s in redis_shards]
+    await sharded.group_send("room.big", {"x": 1})
+    after = [await _calls(s, "evalsha") for s in redis_shards]
+    # One send_many per shard, plus the group_members read on the group's shard.
+    assert sum(after) - sum(before) == 4
+
+
+async def _calls(server: RedisServer, command: str) -> int:
+    client = aioredis.from_url(server.url)
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(info.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_statistics_cost_one_round_trip_per_shard(
+    sharded: RedisChannelLayer, redis_shards: list[RedisServer]
+) -> None:
+    names = [f"st.c{i}" for i in range(90)]
+    for n in names[:30]:
+        await sharded.send(n, {"x": 1})
+    before = [await _calls(s, "hmget") for s in redis_shards]
+    stats = await sharded.channels_statistics(names)
+    after = [await _calls(s, "hmget") for s in redis_shards]
+    assert sum(s["messages_pending"] for s in stats.values()) == 30
+    # two HMGETs (sent, full) per shard in one pipeline, not per channel
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 2]
+
+
+async def test_closing_returns_unreceived_messages(redis_server: RedisServer) -> None:
+    """A worker that stops while a blocking pop is in flight loses nothing."""
+    a = RedisChannelLayer([redis_server.url])
+    b = RedisChannelLayer([redis_server.url])
+    try:
+        waiter = asyncio.create_task(a.receive_many(["handoff.q"], timeout=5))
+        await asyncio.sleep(0.2)
+        waiter.cancel()  # the caller stops waiting; the pop is still in flight
+        await b.send("handoff.q", {"n": 1})
+        await a.close()  # pushes back what its pop took
+        assert await b.receive_many(["handoff.q"], timeout=2) == [("handoff.q", {"n": 1})]
+    finally:
+        await b.close()
