@@ -89,6 +89,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
         self._waiters: set[asyncio.Future[None]] = set()
         self._blocking: dict[tuple[int, tuple[str, ...]], asyncio.Task[None]] = {}
+        # One reader per process-specific list, waking only the receiver a reply is for.
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._reply_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._last_purge = time.monotonic()
         self.group_full_count = 0
 
@@ -130,6 +133,13 @@ class RedisChannelLayer(BaseChannelLayer):
             raise ChannelFull(f"channel {channel!r} is full ({self.capacity(channel)} messages)")
 
     # --- receive --------------------------------------------------------------------------
+
+    def _wake_replies(self) -> None:
+        for name in list(self._reply_waiters):
+            if name in self._stash:
+                for fut in self._reply_waiters.get(name, []):
+                    if not fut.done():
+                        fut.set_result(None)
 
     def _wake(self) -> None:
         for fut in self._waiters:
@@ -225,6 +235,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 key, item = got
                 self._deposit(key.decode() if isinstance(key, bytes) else key, item, time.time())
                 self._wake()
+                self._wake_replies()
 
         task = asyncio.get_running_loop().create_task(block())
         self._blocking[ident] = task
@@ -264,10 +275,56 @@ class RedisChannelLayer(BaseChannelLayer):
             await self._wait(tasks, min(remaining, BLOCK_SECONDS + 1))
 
     async def receive(self, channel: str) -> Message:
+        validate_channel_name(channel, receive=True)
+        if is_process_specific(channel) and not channel.endswith("!"):
+            return await self._receive_reply(channel)
         while True:
             got = await self.receive_many([channel], 1, None)
             if got:
                 return got[0][1]
+
+    async def _receive_reply(self, channel: str) -> Message:
+        key = self._key(channel)
+        while True:
+            got = self._take([channel], 1)
+            if got:
+                return got[0][1]
+            reader = self._readers.get(key)
+            if reader is None or reader.done():
+                if reader is not None and reader.done() and not reader.cancelled():
+                    reader.exception()
+                reader = asyncio.get_running_loop().create_task(self._read_replies(channel, key))
+                self._readers[key] = reader
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._reply_waiters[channel].append(fut)
+            try:
+                await asyncio.wait([fut, reader], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiters = self._reply_waiters.get(channel)
+                if waiters is not None:
+                    with contextlib.suppress(ValueError):
+                        waiters.remove(fut)
+                    if not waiters:
+                        del self._reply_waiters[channel]
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
+
+    async def _read_replies(self, channel: str, key: str) -> None:
+        """Pop the process's reply list while anyone waits; deposit and wake the addressee."""
+        shard_index = self.ring.shard_for(channel)
+        shard = self.shards[shard_index]
+        prefix = non_local_name(channel)
+        while any(name.startswith(prefix) for name in self._reply_waiters):
+            flat = await shard.eval("pop_many", (key,), (256,))
+            items = [flat[i + 1] for i in range(0, len(flat), 2)]
+            if not items:
+                # Shielded: cancelling the reader must not cancel a pop that may hold a message.
+                await asyncio.shield(self._start_blocking(shard_index, [key]))
+                continue
+            now = time.time()
+            for item in items:
+                self._deposit(key, item, now)
+            self._wake_replies()
 
     async def new_channel(self, prefix: str = "specific") -> str:
         return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")
@@ -433,6 +490,13 @@ class RedisChannelLayer(BaseChannelLayer):
             log.info("returned %d unreceived message(s) to %s", len(items), channel)
 
     async def close(self) -> None:
+        readers = [t for t in self._readers.values() if not t.done()]
+        if readers:  # they stop by themselves once nobody waits (within one blocking pop)
+            await asyncio.wait(readers, timeout=BLOCK_SECONDS + 2)
+        for reader in self._readers.values():
+            reader.cancel()
+        await asyncio.gather(*self._readers.values(), return_exceptions=True)
+        self._readers.clear()
         pending = [t for t in self._blocking.values() if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=BLOCK_SECONDS + 2)

@@ -327,3 +327,19 @@ async def test_closing_returns_unreceived_messages(redis_server: RedisServer) ->
         assert await b.receive_many(["handoff.q"], timeout=2) == [("handoff.q", {"n": 1})]
     finally:
         await b.close()
+
+
+async def test_many_concurrent_reply_receivers_in_one_process(redis_server: RedisServer) -> None:
+    server_side = RedisChannelLayer([redis_server.url])
+    worker_side = RedisChannelLayer([redis_server.url])
+    try:
+        chans = [await server_side.new_channel("http.response") for _ in range(200)]
+        waiting = [asyncio.create_task(server_side.receive(c)) for c in chans]
+        await asyncio.sleep(0.1)
+        for i, c in reversed(list(enumerate(chans))):
+            await worker_side.send(c, {"i": i})
+        got = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        assert [m["i"] for m in got] == list(range(200))
+    finally:
+        await server_side.close()
+        await worker_side.close()
