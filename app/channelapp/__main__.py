@@ -1,0 +1,5 @@
+import sys
+
+from channelapp.cli import main
+
+sys.exit(main())

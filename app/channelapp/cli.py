@@ -1,0 +1,91 @@
+"""The ``channelapp`` command: protocol, worker, dev and run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+
+from channelapp.loading import AppLoadError, load_app
+
+
+def _autoscale(value: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)\.\.(\d+)", value)
+    if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN..MAX with MIN <= MAX and MAX >= 1, got {value!r}"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="channelapp", description="Channels-style realtime apps.")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def app_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("app", help="the app object, as package.module:attribute")
+        return p
+
+    p = app_cmd("protocol", "run a protocol server (HTTP and WebSocket)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+
+    p = app_cmd("worker", "run a worker")
+    p.add_argument("--metrics-host", default="127.0.0.1")
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
+    p.add_argument("--concurrency", type=int, default=None)
+
+    p = app_cmd("dev", "protocol server and worker in one process, in-memory layer (no Redis)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+
+    p = app_cmd("run", "a protocol server and a pool of worker processes on this machine")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--autoscale", type=_autoscale, default=(1, 1), metavar="MIN..MAX")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = load_app(args.app)
+    except AppLoadError as exc:
+        print(f"channelapp: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "protocol":
+        from channelapp.server.protocol import run_protocol_async
+
+        asyncio.run(run_protocol_async(app, args.host, args.port))
+    elif args.command == "worker":
+        from channelapp.worker.main import run_worker_async
+
+        asyncio.run(
+            run_worker_async(
+                app,
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
+                concurrency=args.concurrency,
+            )
+        )
+    elif args.command == "dev":
+        from channelapp.dev import run_dev_async
+
+        asyncio.run(run_dev_async(app, args.host, args.port))
+    elif args.command == "run":
+        from channelapp.autoscale.local import run_local
+
+        low, high = args.autoscale
+        return run_local(args.app, args.host, args.port, low, high)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

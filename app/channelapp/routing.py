@@ -1,0 +1,104 @@
+"""Routing: messages to consumers by channel name, and by URL path for HTTP and WebSockets.
+
+routes = [
+    path("/", IndexConsumer),                       # HTTP
+    path("/ws/chat/<room>/", ChatConsumer),          # WebSocket
+    path("/items/<int:pk>/", ItemConsumer, protocol="http"),
+    channel("thumbnails.make", make_thumbnail),      # a custom channel
+]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from channelapp.layer.names import validate_channel_name
+
+Protocol = Literal["http", "websocket", "any"]
+
+_CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "str": (r"[^/]+", str),
+    "int": (r"[0-9]+", int),
+    "slug": (r"[-a-zA-Z0-9_]+", str),
+    "path": (r".+", str),
+}
+_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
+
+
+class RoutingError(ValueError):
+    """A route is malformed (unknown converter, bad channel name)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    consumer: Any
+    protocol: Protocol = "any"
+    pattern: str = ""
+    channel: str | None = None
+    regex: re.Pattern[str] | None = None
+    converters: dict[str, Callable[[str], Any]] = field(default_factory=dict)
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        if self.regex is None:
+            return None
+        m = self.regex.fullmatch(path)
+        if m is None:
+            return None
+        try:
+            return {k: self.converters[k](v) for k, v in m.groupdict().items()}
+        except ValueError:
+            return None
+
+
+def path(pattern: str, consumer: Any, *, protocol: Protocol = "any") -> Route:
+    """A URL route; ``<name>``, ``<int:name>``, ``<slug:name>``, ``<path:name>`` capture kwargs."""
+    if not pattern.startswith("/"):
+        raise RoutingError(f"URL pattern must start with '/', got {pattern!r}")
+    regex, converters, pos = "", {}, 0
+    for m in _PARAM.finditer(pattern):
+        regex += re.escape(pattern[pos : m.start()])
+        conv = m.group("conv") or "str"
+        if conv not in _CONVERTERS:
+            raise RoutingError(
+                f"unknown converter {conv!r} in {pattern!r} (use {', '.join(_CONVERTERS)})"
+            )
+        part, func = _CONVERTERS[conv]
+        regex += f"(?P<{m.group('name')}>{part})"
+        converters[m.group("name")] = func
+        pos = m.end()
+    regex += re.escape(pattern[pos:])
+    return Route(consumer, protocol, pattern, None, re.compile(regex), converters)
+
+
+def channel(name: str, consumer: Any) -> Route:
+    """A route for messages sent to a custom channel."""
+    try:
+        validate_channel_name(name)
+    except ValueError as exc:
+        raise RoutingError(str(exc)) from None
+    return Route(consumer, "any", "", name)
+
+
+class Router:
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = list(routes)
+        self._channels = {r.channel: r for r in self.routes if r.channel}
+
+    @property
+    def custom_channels(self) -> list[str]:
+        return list(self._channels)
+
+    def for_channel(self, name: str) -> Route | None:
+        return self._channels.get(name)
+
+    def for_path(self, url_path: str, protocol: Protocol) -> tuple[Route, dict[str, Any]] | None:
+        for route in self.routes:
+            if route.channel or route.protocol not in ("any", protocol):
+                continue
+            kwargs = route.match(url_path)
+            if kwargs is not None:
+                return route, kwargs
+        return None

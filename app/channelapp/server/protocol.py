@@ -1,0 +1,390 @@
+"""The protocol server: HTTP and WebSocket connections in, channel messages out, replies back.
+
+Paths ``/healthz``, ``/readyz`` and ``/metrics`` are served by the server itself
+(probes and Prometheus need no worker); every other path goes to the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from channelapp import metrics
+from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
+from channelapp.security import host_allowed, origin_allowed
+from channelapp.server.messages import (
+    BadReply,
+    check_response_body,
+    check_response_start,
+    check_websocket_reply,
+    scope,
+)
+from channelapp.settings import (
+    HTTP_REQUEST,
+    WEBSOCKET_CONNECT,
+    WEBSOCKET_DISCONNECT,
+    WEBSOCKET_RECEIVE,
+    Settings,
+)
+
+log = logging.getLogger("channelapp.server")
+
+TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
+
+
+class ProtocolServer:
+    def __init__(self, settings: Settings, layer: BaseChannelLayer) -> None:
+        self.settings = settings
+        self.layer = layer
+        self.draining = False
+        self.sockets: set[web.WebSocketResponse] = set()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.app = web.Application(client_max_size=settings.max_body_size)
+        metrics.add_health_routes(self.app, lambda: not self.draining)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    # --- sending to the layer ---------------------------------------------------------------
+
+    async def _send(self, channel: str, message: dict[str, Any]) -> str | None:
+        """Send; on refusal return the reason ("full" or "unavailable") instead of raising."""
+        try:
+            await self.layer.send(channel, message)
+        except ChannelFull:
+            metrics.LAYER_SEND_FAILURES.labels(channel, "full").inc()
+            return "full"
+        except ShardUnavailable as exc:
+            metrics.LAYER_SEND_FAILURES.labels(channel, "unavailable").inc()
+            log.error("cannot send to %s: %s", channel, exc)
+            return "unavailable"
+        metrics.LAYER_SENDS.labels(channel).inc()
+        return None
+
+    async def _reply(self, channel: str, timeout: float) -> Any:
+        async with asyncio.timeout(timeout):
+            return await self.layer.receive(channel)
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not host_allowed(request.host, self.settings.allowed_hosts):
+            return self._answer(
+                web.Response(status=400, text=f"host {request.host!r} is not allowed\n")
+            )
+        if self.draining:
+            return self._answer(
+                web.Response(
+                    status=503, text="server is shutting down\n", headers={"Connection": "close"}
+                )
+            )
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if upgrade and request.method == "GET":
+            return await self.handle_websocket(request)
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            return await self.handle_http(request)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+    def _answer(self, response: web.StreamResponse) -> web.StreamResponse:
+        metrics.HTTP_REQUESTS.labels(str(response.status)).inc()
+        return response
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole body, or None when it is larger than ``max_body_size``."""
+        limit = self.settings.max_body_size
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > limit:
+                return None
+        return bytes(body)
+
+    async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        body = await self._read_body(request)
+        if body is None:
+            return self._answer(
+                web.Response(
+                    status=413,
+                    text=f"request body larger than {self.settings.max_body_size} bytes\n",
+                    headers={"Connection": "close"},
+                )
+            )
+        reply = await self.layer.new_channel("http.response")
+        message = {
+            "type": HTTP_REQUEST,
+            "method": request.method,
+            "body": body,
+            **scope(request, reply),
+        }
+        refused = await self._send(HTTP_REQUEST, message)
+        if refused:
+            return self._answer(
+                web.Response(
+                    status=503, text="server busy, try again\n", headers={"Retry-After": "1"}
+                )
+            )
+        timeout = self.settings.response_timeout
+        try:
+            start = await self._reply(reply, timeout)
+            status, headers = check_response_start(start)
+            first = await self._reply(reply, timeout)
+            chunk, more = check_response_body(first)
+        except TimeoutError:
+            log.warning(
+                "%s %s: no response from a worker within %.1fs",
+                request.method,
+                request.path,
+                timeout,
+            )
+            return self._answer(web.Response(status=504, text="no response from the application\n"))
+        except BadReply as exc:
+            log.error(
+                "%s %s: malformed response from the application: %s",
+                request.method,
+                request.path,
+                exc,
+            )
+            return self._answer(
+                web.Response(status=500, text="malformed response from the application\n")
+            )
+        except ShardUnavailable as exc:
+            log.error("%s %s: %s", request.method, request.path, exc)
+            return self._answer(web.Response(status=503, text="channel layer unavailable\n"))
+        metrics.HTTP_LATENCY.observe(time.perf_counter() - t0)
+        if not more:
+            response = web.Response(status=status, body=chunk)
+            for name, value in headers:
+                response.headers.add(name, value)
+            return self._answer(response)
+        stream = web.StreamResponse(status=status)
+        for name, value in headers:
+            stream.headers.add(name, value)
+        await stream.prepare(request)
+        metrics.HTTP_REQUESTS.labels(str(status)).inc()
+        await stream.write(chunk)
+        try:
+            while more:
+                chunk, more = check_response_body(await self._reply(reply, timeout))
+                await stream.write(chunk)
+        except (TimeoutError, BadReply, ShardUnavailable) as exc:
+            # Headers are out; all that can be done is to cut the stream short.
+            log.error("%s %s: response stream broken: %r", request.method, request.path, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return stream
+        await stream.write_eof()
+        return stream
+
+    # --- WebSocket --------------------------------------------------------------------------
+
+    async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+            log.info("websocket from origin %r refused", origin)
+            return self._answer(
+                web.Response(status=403, text=f"origin {origin!r} is not allowed\n")
+            )
+        reply = await self.layer.new_channel("websocket.send")
+        base = scope(request, reply)
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
+        refused = await self._send(WEBSOCKET_CONNECT, connect)
+        if refused:
+            return await self._close_at_once(request, TRY_AGAIN_LATER, "server busy")
+        try:
+            first = await self._reply(reply, self.settings.response_timeout)
+            kind = check_websocket_reply(first)
+        except TimeoutError:
+            log.warning("websocket %s: no accept from a worker in time", request.path)
+            return self._answer(web.Response(status=504, text="no response from the application\n"))
+        except (BadReply, ShardUnavailable) as exc:
+            log.error("websocket %s: %s", request.path, exc)
+            return self._answer(
+                web.Response(status=500, text="malformed response from the application\n")
+            )
+        if kind != "websocket.accept":
+            return self._answer(web.Response(status=403, text="connection rejected\n"))
+        subprotocol = first.get("subprotocol")
+        ws = web.WebSocketResponse(
+            protocols=[subprotocol] if isinstance(subprotocol, str) else (),
+            max_msg_size=self.settings.max_frame_size,
+            heartbeat=30,
+        )
+        await ws.prepare(request)
+        metrics.HTTP_REQUESTS.labels("101").inc()
+        self.sockets.add(ws)
+        metrics.WEBSOCKETS_OPEN.inc()
+        try:
+            await self._pump(ws, reply, request.path)
+        finally:
+            self.sockets.discard(ws)
+            metrics.WEBSOCKETS_OPEN.dec()
+        return ws
+
+    async def _close_at_once(self, request: web.Request, code: int, why: str) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close(code=code, message=why.encode())
+        return ws
+
+    async def _pump(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
+        order = 0
+        writer = asyncio.create_task(self._write_replies(ws, reply, path))
+        code: int = WSCloseCode.OK
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                order += 1
+                event: dict[str, Any] = {
+                    "type": WEBSOCKET_RECEIVE,
+                    "reply_channel": reply,
+                    "path": path,
+                    "order": order,
+                }
+                if msg.type == WSMsgType.TEXT:
+                    event["text"] = msg.data
+                else:
+                    event["bytes"] = msg.data
+                if await self._send(WEBSOCKET_RECEIVE, event):
+                    await ws.close(code=TRY_AGAIN_LATER, message=b"server busy")
+                    code = TRY_AGAIN_LATER
+                    break
+            if ws.close_code is not None:
+                code = ws.close_code
+            if isinstance(ws.exception(), Exception) and ws.close_code is None:
+                code = WSCloseCode.ABNORMAL_CLOSURE
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            if ws.close_code is None and ws.closed is False:
+                await ws.close(code=code)
+            order += 1
+            await self._send(
+                WEBSOCKET_DISCONNECT,
+                {
+                    "type": WEBSOCKET_DISCONNECT,
+                    "reply_channel": reply,
+                    "path": path,
+                    "code": int(ws.close_code or code),
+                    "order": order,
+                },
+            )
+
+    async def _write_replies(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
+        while not ws.closed:
+            try:
+                message = await self.layer.receive(reply)
+                kind = check_websocket_reply(message)
+            except BadReply as exc:
+                log.error("websocket %s: malformed message from the application: %s", path, exc)
+                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"application error")
+                return
+            except ShardUnavailable as exc:
+                log.error("websocket %s: %s", path, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if kind == "websocket.send":
+                if message.get("text") is not None:
+                    await ws.send_str(message["text"])
+                else:
+                    await ws.send_bytes(message["bytes"])
+            elif kind == "websocket.close":
+                await ws.close(code=message.get("code", 1000))
+                return
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Stop being ready, close every WebSocket with 1001, wait for HTTP responses in flight."""
+        self.draining = True
+        log.info("draining: closing %d websocket(s) with 1001", len(self.sockets))
+        await asyncio.gather(
+            *(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                for ws in list(self.sockets)
+            ),
+            return_exceptions=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        if self._inflight:
+            log.warning(
+                "draining: %d HTTP request(s) still in flight after %.0fs", self._inflight, grace
+            )
+
+
+async def serve_protocol(
+    settings: Settings,
+    layer: BaseChannelLayer,
+    host: str,
+    port: int,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or the task is cancelled), then shut down in stages."""
+    server = ProtocolServer(settings, layer)
+    runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    log.info("protocol server listening on http://%s:%d", host, port)
+    if ready is not None:
+        ready.set()
+    stop = stop or asyncio.Event()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: stop accepting connections")
+        server.draining = True
+        await site.stop()
+        await server.drain(grace=min(10.0, settings.shutdown_timeout))
+        await runner.cleanup()
+        log.info("protocol server stopped")
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_protocol_async(app: Any, host: str, port: int) -> None:
+    from channelapp.layer import layer_from_settings
+
+    settings = Settings.from_env(app.settings)
+    layer = layer_from_settings(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    try:
+        await serve_protocol(settings, layer, host, port, stop=stop)
+    finally:
+        await layer.close()
+
+
+def run_protocol_server(app_path: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    from channelapp.loading import load_app
+
+    asyncio.run(run_protocol_async(load_app(app_path), host, port))

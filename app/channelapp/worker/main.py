@@ -1,0 +1,40 @@
+"""``channelapp worker``: a worker process with its metrics side server and signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from channelapp.application import App
+from channelapp.layer import layer_from_settings
+from channelapp.metrics import serve_metrics
+from channelapp.settings import Settings
+from channelapp.worker.runner import Worker
+
+log = logging.getLogger("channelapp.worker")
+
+
+async def run_worker_async(
+    app: App,
+    *,
+    metrics_host: str = "0.0.0.0",
+    metrics_port: int = 0,
+    concurrency: int | None = None,
+) -> None:
+    settings = Settings.from_env(app.settings)
+    layer = layer_from_settings(settings)
+    worker = Worker(app, layer, settings, concurrency=concurrency)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    side = None
+    if metrics_port:
+        side = await serve_metrics(metrics_host, metrics_port, lambda: worker.ready)
+        log.info("worker metrics on http://%s:%d/metrics", metrics_host, metrics_port)
+    try:
+        await worker.run()
+    finally:
+        await layer.close()
+        if side is not None:
+            await side.cleanup()

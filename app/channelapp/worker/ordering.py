@@ -1,0 +1,109 @@
+"""Per-socket ordering across worker processes (the ``order`` field of websocket messages).
+
+A socket's messages may be popped by different workers at once. Before running
+message *n*, a worker atomically checks that *n* is the next expected for that
+socket; if not, the message is parked beside the socket's counter. When *n*
+finishes, the worker that ran it advances the counter and takes the parked
+*n+1*, if any, and runs it. A parked message whose predecessor never finishes
+(lost, expired) is run anyway after ``park_timeout`` seconds, with a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any, Protocol
+
+import msgpack
+
+from channelapp.layer import BaseChannelLayer, RedisChannelLayer
+
+
+def _script(name: str) -> str:
+    return resources.files("channelapp.worker").joinpath(f"lua/{name}.lua").read_text()
+
+
+class OrderingStore(Protocol):
+    async def claim(self, socket: str, order: int, message: dict[str, Any]) -> bool: ...
+    async def advance(self, socket: str, order: int) -> dict[str, Any] | None: ...
+    async def force(self, socket: str, order: int) -> dict[str, Any] | None: ...
+    async def forget(self, socket: str) -> None: ...
+
+
+class RedisOrderingStore:
+    def __init__(self, layer: RedisChannelLayer, ttl: float = 3600) -> None:
+        self.layer = layer
+        self.ttl = int(ttl)
+        self._scripts: dict[tuple[int, str], Any] = {}
+
+    def _call(self, socket: str, name: str) -> tuple[Any, Any, list[str]]:
+        index = self.layer.ring.shard_for(socket)
+        shard = self.layer.shards[index]
+        script = self._scripts.get((index, name))
+        if script is None:
+            script = self._scripts[(index, name)] = shard.client.register_script(_script(name))
+        p = self.layer.prefix
+        return shard, script, [f"{p}:order:{socket}", f"{p}:parked:{socket}"]
+
+    async def claim(self, socket: str, order: int, message: dict[str, Any]) -> bool:
+        shard, script, keys = self._call(socket, "claim")
+        packed = msgpack.packb(message, use_bin_type=True)
+        async with shard.guard("ordering"):
+            return bool(await script(keys=keys, args=[order, packed, self.ttl]))
+
+    async def _take(self, name: str, socket: str, order: int) -> dict[str, Any] | None:
+        shard, script, keys = self._call(socket, name)
+        async with shard.guard("ordering"):
+            raw = await script(keys=keys, args=[order, self.ttl])
+        return msgpack.unpackb(raw, raw=False) if raw else None
+
+    async def advance(self, socket: str, order: int) -> dict[str, Any] | None:
+        return await self._take("advance", socket, order)
+
+    async def force(self, socket: str, order: int) -> dict[str, Any] | None:
+        return await self._take("force", socket, order)
+
+    async def forget(self, socket: str) -> None:
+        shard, _script_obj, keys = self._call(socket, "advance")
+        async with shard.guard("ordering"):
+            await shard.client.delete(*keys)
+
+
+class MemoryOrderingStore:
+    """The same rules for one process (the in-memory layer)."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+        self._parked: dict[str, dict[int, dict[str, Any]]] = {}
+        self._touched: dict[str, float] = {}
+
+    async def claim(self, socket: str, order: int, message: dict[str, Any]) -> bool:
+        self._touched[socket] = time.monotonic()
+        if order <= self._next.get(socket, 0):
+            return True
+        self._parked.setdefault(socket, {})[order] = message
+        return False
+
+    async def advance(self, socket: str, order: int) -> dict[str, Any] | None:
+        nxt = max(order + 1, self._next.get(socket, 0))
+        self._next[socket] = nxt
+        parked = self._parked.get(socket, {})
+        ready = [o for o in parked if o <= nxt]
+        return parked.pop(min(ready)) if ready else None
+
+    async def force(self, socket: str, order: int) -> dict[str, Any] | None:
+        message = self._parked.get(socket, {}).pop(order, None)
+        if message is not None:
+            self._next[socket] = order
+        return message
+
+    async def forget(self, socket: str) -> None:
+        self._next.pop(socket, None)
+        self._parked.pop(socket, None)
+        self._touched.pop(socket, None)
+
+
+def ordering_store_for(layer: BaseChannelLayer, ttl: float) -> OrderingStore:
+    if isinstance(layer, RedisChannelLayer):
+        return RedisOrderingStore(layer, ttl)
+    return MemoryOrderingStore()

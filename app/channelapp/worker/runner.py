@@ -1,0 +1,155 @@
+"""The worker: take batches from the app's channels, run consumers with bounded concurrency.
+
+SIGTERM stops taking messages, lets the ones in flight finish (up to
+``shutdown_timeout``), hands back anything popped but not started, and exits:
+a scale-down loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channelapp import metrics
+from channelapp.application import App
+from channelapp.consumers.context import Context
+from channelapp.layer import BaseChannelLayer, ShardUnavailable
+from channelapp.sessions import session_store_for
+from channelapp.settings import Settings
+from channelapp.worker.dispatch import answer_failure, invoke
+from channelapp.worker.ordering import ordering_store_for
+
+log = logging.getLogger("channelapp.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        layer: BaseChannelLayer,
+        settings: Settings | None = None,
+        *,
+        concurrency: int | None = None,
+        park_timeout: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.layer = layer
+        self.settings = settings or app.settings
+        self.concurrency = concurrency or self.settings.worker_concurrency
+        self.park_timeout = park_timeout
+        self.channels = app.channels
+        self.sessions = session_store_for(layer, self.settings.session_ttl)
+        self.ordering = ordering_store_for(layer, self.settings.session_ttl)
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.handled = 0
+        self.ready = False
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        log.info("worker consuming %s (concurrency %d)", ", ".join(self.channels), self.concurrency)
+        self.ready = True
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self.inflight)
+            if free <= 0:
+                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            receive = asyncio.create_task(self.layer.receive_many(self.channels, free, timeout=1.0))
+            stop = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait([receive, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not receive.done():
+                receive.cancel()  # safe: popped messages wait in the layer and go back on close
+                await asyncio.gather(receive, return_exceptions=True)
+                break
+            try:
+                batch = receive.result()
+            except ShardUnavailable as exc:
+                self.ready = False
+                log.error("channel layer unavailable, retrying in %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.ready, backoff = True, 0.1
+            for channel, message in batch:
+                task = asyncio.create_task(self._handle(channel, message))
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
+        await self.drain()
+
+    async def drain(self) -> None:
+        self.ready = False
+        if self.inflight:
+            log.info("stopping: waiting for %d message(s) in flight", len(self.inflight))
+            _done, pending = await asyncio.wait(
+                self.inflight, timeout=self.settings.shutdown_timeout
+            )
+            if pending:
+                log.error("stopping: %d message(s) did not finish in time; cancelled", len(pending))
+                for task in pending:
+                    task.cancel()
+        log.info("worker stopped after handling %d message(s)", self.handled)
+
+    async def _handle(self, channel: str, message: dict[str, Any]) -> None:
+        socket = message.get("reply_channel") if channel.startswith("websocket.") else None
+        order = message.get("order")
+        if not socket or not isinstance(order, int):
+            await self._run(channel, message)
+            return
+        try:
+            if not await self.ordering.claim(socket, order, message):
+                asyncio.get_running_loop().call_later(
+                    self.park_timeout, lambda: asyncio.ensure_future(self._unpark(socket, order))
+                )
+                return
+        except ShardUnavailable as exc:
+            log.error("ordering check failed, running %s out of band: %s", channel, exc)
+            await self._run(channel, message)
+            return
+        current: dict[str, Any] | None = message
+        while current is not None:
+            kind = current.get("type", channel)
+            await self._run(kind, current)
+            if kind == "websocket.disconnect":
+                await self.ordering.forget(socket)
+                return
+            current = await self.ordering.advance(socket, int(current["order"]))
+
+    async def _unpark(self, socket: str, order: int) -> None:
+        message = await self.ordering.force(socket, order)
+        if message is not None:
+            log.warning(
+                "message %d of %s waited %.0fs for its predecessor; running it",
+                order,
+                socket,
+                self.park_timeout,
+            )
+            task = asyncio.create_task(
+                self._handle(message.get("type", "websocket.receive"), message)
+            )
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
+
+    async def _run(self, channel: str, message: dict[str, Any]) -> None:
+        ctx = Context(self.layer, self.settings, channel, message, self.sessions)
+        t0 = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+        try:
+            outcome = await invoke(self.app, ctx)
+        except Exception:
+            outcome = "error"
+            log.exception("consumer for %s failed", channel)
+            try:
+                await answer_failure(ctx)
+            except Exception as exc:
+                log.error("could not answer the failure on %s: %s", channel, exc)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.HANDLER_LATENCY.labels(channel).observe(time.perf_counter() - t0)
+        metrics.MESSAGES_HANDLED.labels(channel, outcome).inc()
+        self.handled += 1
