@@ -1,1 +1,1 @@
-"""The ChannelApp operator: reconciles ChannelApp resources and autoscales workers."""
+"""The ChannelApp operator: reconciles ChannelApp resources and scales workers from queue depth."""

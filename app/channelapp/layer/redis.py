@@ -407,8 +407,30 @@ class RedisChannelLayer(BaseChannelLayer):
         return (await self.channels_statistics([channel]))[channel]
 
     async def channels_statistics(self, channels: Iterable[str]) -> dict[str, ChannelStatistics]:
+        out, failures = await self._statistics(channels, every_shard=False)
+        if failures:
+            raise failures[0]
+        return out
+
+    async def statistics_and_health(
+        self, channels: Iterable[str]
+    ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable]]:
+        """Statistics of ``channels`` and one failure per unreachable shard.
+
+        Every shard is contacted once (shards holding none of the channels get a
+        PING), so a caller such as the autoscaler learns the health of all shards
+        in the same round trip it reads depth with.
+        """
+        return await self._statistics(channels, every_shard=True)
+
+    async def _statistics(
+        self, channels: Iterable[str], *, every_shard: bool
+    ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable]]:
         names = [validate_channel_name(c, receive=True) for c in channels]
         by_shard: dict[int, list[str]] = defaultdict(list)
+        if every_shard:
+            for shard in self.shards:
+                by_shard[shard.index] = []
         for name in names:
             by_shard[self.ring.shard_for(name)].append(name)
         sent, full, _ = self._meta_keys()
@@ -419,6 +441,10 @@ class RedisChannelLayer(BaseChannelLayer):
             counters = [self._counter_name(n) for n in shard_names]
             async with shard.guard("statistics"):
                 pipe = shard.client.pipeline(transaction=False)
+                if not shard_names:
+                    pipe.ping()
+                    await pipe.execute()
+                    return
                 for name in shard_names:
                     pipe.llen(self._key(name))
                     pipe.lindex(self._key(name), 0)
@@ -436,8 +462,16 @@ class RedisChannelLayer(BaseChannelLayer):
                 stats["channel_full_count"] = int(full_counts[i] or 0)
                 out[name] = stats
 
-        await asyncio.gather(*(one(i, n) for i, n in by_shard.items()))
-        return out
+        results = await asyncio.gather(
+            *(one(i, n) for i, n in by_shard.items()), return_exceptions=True
+        )
+        failures: list[ShardUnavailable] = []
+        for result in results:
+            if isinstance(result, ShardUnavailable):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+        return out, failures
 
     async def shard_statistics(self) -> list[ChannelStatistics]:
         """Totals per shard (one script call each), in shard order."""

@@ -1,0 +1,219 @@
+"""``channelapp run APP --autoscale MIN..MAX``: a protocol server and a worker pool on one machine.
+
+The pool grows and shrinks from queue depth with the same policy the operator
+uses, like Celery's ``--autoscale``. Workers are separate processes sharing a
+Redis layer; when ``CHANNELAPP_REDIS_URLS`` is not set and ``redis-server`` is
+installed, a private one is started on a free loopback port and stopped on exit.
+Scale-in sends SIGTERM, so a worker finishes what it holds before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
+from channelapp.layer import RedisChannelLayer, ShardUnavailable
+from channelapp.loading import load_app
+from channelapp.settings import Settings
+
+log = logging.getLogger("channelapp.autoscale")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerPool:
+    """Worker processes of one app; removed workers drain on SIGTERM."""
+
+    app_path: str
+    env: dict[str, str]
+    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    draining: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def reap(self) -> None:
+        self.running = [p for p in self.running if p.poll() is None]
+        self.draining = [p for p in self.draining if p.poll() is None]
+
+    def resize(self, replicas: int) -> None:
+        while len(self.running) < replicas:
+            cmd = [sys.executable, "-m", "channelapp", "worker", self.app_path]
+            self.running.append(subprocess.Popen(cmd, env=self.env))
+        while len(self.running) > replicas:
+            proc = self.running.pop()
+            proc.send_signal(signal.SIGTERM)
+            self.draining.append(proc)
+
+    def stop(self, timeout: float) -> None:
+        self.resize(0)
+        deadline = time.monotonic() + timeout
+        for proc in self.draining:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.draining.clear()
+
+
+async def scale_loop(
+    layer: RedisChannelLayer,
+    channels: Sequence[str],
+    pool: WorkerPool,
+    policy: ScalingPolicy,
+    stop: asyncio.Event,
+    interval: float = 0.5,
+) -> None:
+    state = ScalingState.starting_at(len(pool.running), time.monotonic())
+    while not stop.is_set():
+        pool.reap()
+        try:
+            stats = await layer.channels_statistics(channels)
+        except ShardUnavailable as exc:
+            log.warning("queue depth unreadable, pool left at %d: %s", len(pool.running), exc)
+        else:
+            depth = sum(s["messages_pending"] for s in stats.values())
+            current = len(pool.running)
+            decision = decide(policy, state, depth, current, time.monotonic())
+            if decision.changes(current):
+                log.info("workers %d -> %d: %s", current, decision.replicas, decision.reason)
+                pool.resize(decision.replicas)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+
+
+def run_local(
+    app_path: str,
+    host: str,
+    port: int,
+    min_workers: int,
+    max_workers: int,
+    *,
+    target_depth: int = 10,
+    scale_down_window: float = 10.0,
+) -> int:
+    app = load_app(app_path)
+    settings = Settings.from_env(app.settings)
+    env = dict(os.environ)
+    redis_proc: subprocess.Popen[bytes] | None = None
+    workdir = None
+    if not settings.redis_urls:
+        redis_bin = shutil.which("redis-server")
+        if redis_bin is None:
+            print(
+                "channelapp run: worker processes share a Redis layer; set CHANNELAPP_REDIS_URLS "
+                "or install redis-server (or use `channelapp dev` for one process, no Redis)",
+                file=sys.stderr,
+            )
+            return 2
+        redis_port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="channelapp-run-")
+        redis_proc = subprocess.Popen(
+            [
+                redis_bin,
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        env["CHANNELAPP_REDIS_URLS"] = f"redis://127.0.0.1:{redis_port}/0"
+        settings.redis_urls = [env["CHANNELAPP_REDIS_URLS"]]
+        _wait_for_port(redis_port)
+        log.info("started redis-server on 127.0.0.1:%d", redis_port)
+    policy = ScalingPolicy(
+        min_replicas=min_workers,
+        max_replicas=max_workers,
+        target_depth=target_depth,
+        scale_down_window=scale_down_window,
+    )
+    pool = WorkerPool(app_path, env)
+    protocol = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "channelapp",
+            "protocol",
+            app_path,
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        env=env,
+    )
+    pool.resize(min_workers)
+    log.info(
+        "protocol server on http://%s:%d/, workers %d..%d", host, port, min_workers, max_workers
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        layer = RedisChannelLayer(settings.redis_urls, password=settings.redis_password)
+
+        async def watch_protocol() -> None:
+            await asyncio.to_thread(protocol.wait)
+            stop.set()
+
+        watcher = asyncio.create_task(watch_protocol())
+        try:
+            await scale_loop(layer, app.channels, pool, policy, stop)
+        finally:
+            await layer.close()
+            if protocol.poll() is None:
+                protocol.send_signal(signal.SIGTERM)
+            await watcher
+
+    try:
+        asyncio.run(main())
+    finally:
+        if protocol.poll() is None:
+            protocol.send_signal(signal.SIGTERM)
+        pool.stop(settings.shutdown_timeout + 5)
+        try:
+            protocol.wait(10)
+        except subprocess.TimeoutExpired:
+            protocol.kill()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return protocol.returncode or 0
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port} within {timeout:g}s")

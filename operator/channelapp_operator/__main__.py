@@ -1,0 +1,95 @@
+"""``channelapp-operator``: run the ChannelApp operator.
+
+Scope is one or more namespaces (``--namespace``, repeatable) or the whole
+cluster (``--all-namespaces``). Two replicas never both act: kopf peering makes
+the one with the higher priority the only active one (the chart deploys one
+replica with ``strategy: Recreate``, as kopf advises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import kopf
+
+from channelapp_operator import metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="channelapp-operator", description=__doc__.splitlines()[0])
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    p.add_argument(
+        "--peering",
+        default="channelapp-operator",
+        help="kopf peering name shared by operator replicas",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering (a single operator; development and tests)",
+    )
+    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument("--metrics-host", default="0.0.0.0")
+    p.add_argument(
+        "--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz (0: off)"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+async def run(args: argparse.Namespace) -> None:
+    from channelapp_operator import handlers
+    from channelapp_operator.kube import load_config
+
+    load_config()
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    side = None
+    if args.metrics_port:
+        side = await metrics.serve(
+            args.metrics_host, args.metrics_port, handlers.HEARTBEAT.alive, ready.is_set
+        )
+    try:
+        await kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or None,
+            standalone=args.standalone,
+            peering_name=args.peering,
+            priority=args.priority,
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    finally:
+        if side is not None:
+            await side.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Child objects of a ChannelApp, built as plain manifests (pure functions, no I/O).
+
+Everything here is applied with server-side apply under the operator's field
+manager, so a manifest lists exactly the fields the operator owns. The worker
+Deployment leaves ``spec.replicas`` out: the autoscaler owns that field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channelapp_operator import names as n
+
+Manifest = dict[str, Any]
+Spec = dict[str, Any]
+
+
+def owner_reference(app: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{n.GROUP}/{n.VERSION}",
+        "kind": n.KIND,
+        "name": app,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(app: str, namespace: str, uid: str, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": n.labels(app, component),
+        "ownerReferences": [owner_reference(app, uid)],
+    }
+
+
+def shard_urls(app: str, namespace: str, spec: Spec) -> list[str]:
+    """Redis URLs the app and the operator use, one per shard, in shard order."""
+    redis = spec.get("redis") or {}
+    if "external" in redis:
+        return list(redis["external"]["urls"])
+    shards = int((redis.get("managed") or {}).get("shards", 1))
+    host = n.redis_name(app)
+    return [f"redis://{host}-{i}.{host}.{namespace}.svc:{n.REDIS_PORT}/0" for i in range(shards)]
+
+
+def password_ref(app: str, spec: Spec) -> dict[str, str] | None:
+    """Secret key holding the Redis password (None: external Redis without a password)."""
+    redis = spec.get("redis") or {}
+    if "external" in redis:
+        ref = redis["external"].get("passwordSecretRef")
+        if not ref:
+            return None
+        return {"name": ref["name"], "key": ref.get("key", "password")}
+    return {"name": n.secret_name(app), "key": n.SECRET_PASSWORD_KEY}
+
+
+def app_env(app: str, namespace: str, spec: Spec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "CHANNELAPP_REDIS_URLS", "value": ",".join(shard_urls(app, namespace, spec))},
+        {
+            "name": "CHANNELAPP_SECRET_KEY",
+            "valueFrom": {
+                "secretKeyRef": {"name": n.secret_name(app), "key": n.SECRET_SESSION_KEY}
+            },
+        },
+    ]
+    ref = password_ref(app, spec)
+    if ref is not None:
+        env.append({"name": "CHANNELAPP_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    origins = (spec.get("protocol") or {}).get("allowedOrigins") or []
+    if origins:
+        env.append({"name": "CHANNELAPP_ALLOWED_ORIGINS", "value": ",".join(origins)})
+    env.extend(spec.get("env") or [])
+    return env
+
+
+def _security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
+    proto = spec.get("protocol") or {}
+    port = int(proto.get("port", 8000))
+    container = {
+        "name": "protocol",
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": ["protocol", spec["app"], "--host", "0.0.0.0", "--port", str(port)],
+        "env": app_env(app, namespace, spec),
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "resources": proto.get("resources") or {},
+        "securityContext": _security_context(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(app, namespace, uid, n.protocol_name(app), n.PROTOCOL),
+        "spec": {
+            "replicas": int(proto.get("replicas", 1)),
+            "selector": {"matchLabels": n.selector(app, n.PROTOCOL)},
+            "template": {
+                "metadata": {"labels": n.labels(app, n.PROTOCOL)},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 30},
+            },
+        },
+    }
+
+
+def protocol_service(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
+    proto = spec.get("protocol") or {}
+    port = int(proto.get("port", 8000))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(app, namespace, uid, n.service_name(app), n.PROTOCOL),
+        "spec": {
+            "type": proto.get("serviceType", "ClusterIP"),
+            "selector": n.selector(app, n.PROTOCOL),
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def worker_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
+    workers = spec.get("workers") or {}
+    grace = int(workers.get("terminationGracePeriodSeconds", 30))
+    env = [
+        {"name": "CHANNELAPP_WORKER_CONCURRENCY", "value": str(workers.get("concurrency", 64))},
+        # Leave a margin inside the grace period so the drain ends before SIGKILL.
+        {"name": "CHANNELAPP_SHUTDOWN_TIMEOUT", "value": str(max(1, grace - 5))},
+        *app_env(app, namespace, spec),
+    ]
+    container = {
+        "name": "worker",
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": [
+            "worker",
+            spec["app"],
+            "--metrics-host",
+            "0.0.0.0",
+            "--metrics-port",
+            str(n.WORKER_METRICS_PORT),
+        ],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": n.WORKER_METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10},
+        "resources": workers.get("resources") or {},
+        "securityContext": _security_context(),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(app, namespace, uid, n.worker_name(app), n.WORKER),
+        "spec": {
+            "selector": {"matchLabels": n.selector(app, n.WORKER)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": n.labels(app, n.WORKER)},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": grace},
+            },
+        },
+    }
+
+
+def redis_service(app: str, namespace: str, uid: str) -> Manifest:
+    """Headless Service giving each shard pod a stable DNS name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(app, namespace, uid, n.redis_name(app), n.REDIS),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": n.selector(app, n.REDIS),
+            "ports": [{"name": "redis", "port": n.REDIS_PORT, "targetPort": "redis"}],
+        },
+    }
+
+
+def redis_statefulset(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
+    """Independent Redis servers, one per shard (no replication: a channel lives on one shard)."""
+    managed = spec["redis"]["managed"]
+    container = {
+        "name": "redis",
+        "image": managed.get("image", "redis:7.4-alpine"),
+        "args": [
+            "redis-server",
+            "--requirepass",
+            "$(REDIS_PASSWORD)",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        "env": [
+            {
+                "name": "REDIS_PASSWORD",
+                "valueFrom": {
+                    "secretKeyRef": {"name": n.secret_name(app), "key": n.SECRET_PASSWORD_KEY}
+                },
+            }
+        ],
+        "ports": [{"name": "redis", "containerPort": n.REDIS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "exec": {
+                "command": [
+                    "sh",
+                    "-c",
+                    'redis-cli --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG',
+                ]
+            },
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
+        "resources": managed.get("resources") or {},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 999,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(app, namespace, uid, n.redis_name(app), n.REDIS),
+        "spec": {
+            "serviceName": n.redis_name(app),
+            "replicas": int(managed.get("shards", 1)),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": n.selector(app, n.REDIS)},
+            "template": {
+                "metadata": {"labels": n.labels(app, n.REDIS)},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+
+def children(app: str, namespace: str, uid: str, spec: Spec) -> list[Manifest]:
+    """Every object applied for this spec, in apply order (Redis before its users)."""
+    out: list[Manifest] = []
+    if "managed" in (spec.get("redis") or {}):
+        out += [redis_service(app, namespace, uid), redis_statefulset(app, namespace, uid, spec)]
+    out += [
+        protocol_service(app, namespace, uid, spec),
+        protocol_deployment(app, namespace, uid, spec),
+        worker_deployment(app, namespace, uid, spec),
+    ]
+    return out
+
+
+def stale_children(spec: Spec) -> list[tuple[str, str]]:
+    """(kind, component) of children a spec no longer wants (managed Redis switched off)."""
+    if "managed" in (spec.get("redis") or {}):
+        return []
+    return [("StatefulSet", n.REDIS), ("Service", n.REDIS)]
+
+
+def secret(app: str, namespace: str, uid: str, password: str, session_key: str) -> Manifest:
+    """Generated once: the managed shards' password and the session-signing key."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(app, namespace, uid, n.secret_name(app), "secrets"),
+        "type": "Opaque",
+        "stringData": {n.SECRET_PASSWORD_KEY: password, n.SECRET_SESSION_KEY: session_key},
+    }

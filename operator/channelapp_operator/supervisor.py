@@ -1,0 +1,315 @@
+"""One ChannelApp's loop: read queue depth from every shard, scale workers, keep status true.
+
+A kopf daemon runs :meth:`AppSupervisor.tick` every ``pollIntervalSeconds``.
+Each tick costs one pipelined round trip per shard (the layer's statistics
+call), one apply of ``spec.replicas`` when the decision changes the count, and
+one status patch when the status changed. A failed read never scales: the app
+is marked ``Degraded`` and its replicas are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
+from channelapp.layer import RedisChannelLayer
+from channelapp.layer.shard import redact
+from channelapp.settings import PROTOCOL_CHANNELS
+
+from channelapp_operator import builders, metrics
+from channelapp_operator import names as n
+from channelapp_operator.children_status import Workload
+from channelapp_operator.conditions import now_iso, set_condition
+from channelapp_operator.kube import Kube
+
+log = logging.getLogger("channelapp.operator")
+
+EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
+    w = spec.get("workers") or {}
+    return ScalingPolicy(
+        min_replicas=int(w.get("minReplicas", 1)),
+        max_replicas=int(w.get("maxReplicas", 10)),
+        target_depth=int(w.get("targetQueueDepth", 10)),
+        activation_depth=int(w.get("activationQueueDepth", 0)),
+        scale_down_window=float(w.get("scaleDownStabilizationSeconds", 30)),
+        max_scale_up_step=w.get("maxScaleUpStep"),
+        max_scale_down_step=w.get("maxScaleDownStep"),
+    )
+
+
+def counted_channels(spec: Mapping[str, Any]) -> list[str]:
+    extra = (spec.get("workers") or {}).get("channels") or []
+    return list(dict.fromkeys([*PROTOCOL_CHANNELS, *extra]))
+
+
+@dataclass
+class DepthReading:
+    depth: int = 0
+    oldest_age: float = 0.0
+    total_shards: int = 0
+    unreachable: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.unreachable
+
+
+@dataclass
+class AppSupervisor:
+    namespace: str
+    name: str
+    kube: Kube
+    post_event: EventPoster
+    clock: Callable[[], float] = time.monotonic
+    _layer: RedisChannelLayer | None = None
+    _layer_key: tuple[tuple[str, ...], str | None] | None = None
+    _state: ScalingState | None = None
+    _written: tuple[int, float] | None = None  # (replicas, when) of our last scale write
+    _last_status: dict[str, Any] | None = None
+    _last_scale: tuple[str, str] | None = None  # (time, reason)
+
+    # --- queue depth ------------------------------------------------------------------------
+
+    async def _layer_for(self, spec: Mapping[str, Any]) -> RedisChannelLayer:
+        urls = tuple(builders.shard_urls(self.name, self.namespace, dict(spec)))
+        ref = builders.password_ref(self.name, dict(spec))
+        password = None
+        if ref is not None:
+            password = await asyncio.to_thread(
+                self.kube.secret_value, self.namespace, ref["name"], ref["key"]
+            )
+        key = (urls, password)
+        if self._layer is None or self._layer_key != key:
+            if self._layer is not None:
+                await self._layer.close()
+            self._layer = RedisChannelLayer(list(urls), password=password, max_connections=4)
+            for shard in self._layer.shards:
+                # Fail a tick fast rather than stall the loop on a dead host.
+                shard.pool.connection_kwargs["socket_connect_timeout"] = 1.0
+                shard.pool.connection_kwargs["socket_timeout"] = 2.0
+            self._layer_key = key
+        return self._layer
+
+    async def read_depth(self, spec: Mapping[str, Any]) -> DepthReading:
+        started = time.perf_counter()
+        try:
+            layer = await self._layer_for(spec)
+            stats, failures = await asyncio.wait_for(
+                layer.statistics_and_health(counted_channels(spec)), timeout=5
+            )
+        except Exception as exc:
+            return DepthReading(error=f"{type(exc).__name__}: {exc}")
+        finally:
+            metrics.DEPTH_READ_SECONDS.observe(time.perf_counter() - started)
+        return DepthReading(
+            depth=sum(s["messages_pending"] for s in stats.values()),
+            oldest_age=max((s["messages_max_age"] for s in stats.values()), default=0.0),
+            total_shards=len(layer.shards),
+            unreachable=[str(f) for f in failures],
+        )
+
+    # --- one tick ---------------------------------------------------------------------------
+
+    async def tick(self, body: Mapping[str, Any], workloads: Mapping[str, Workload]) -> None:
+        spec = body.get("spec") or {}
+        meta = body.get("metadata") or {}
+        status = dict(body.get("status") or {})
+        reading = await self.read_depth(spec)
+        labels = (self.namespace, self.name)
+        worker = workloads.get(n.WORKER)
+        desired = self._current(worker)
+        if reading.ok:
+            metrics.QUEUE_DEPTH.labels(*labels).set(reading.depth)
+            if worker is not None:
+                desired = await self._scale(spec, reading, desired)
+        else:
+            metrics.DEPTH_READ_FAILURES.labels(*labels).inc()
+        if desired is not None:
+            metrics.DESIRED_WORKERS.labels(*labels).set(desired)
+        if worker is not None:
+            metrics.READY_WORKERS.labels(*labels).set(worker.ready)
+        new_status = self._status(spec, meta, status, workloads, reading, desired)
+        if new_status != self._last_status:
+            await asyncio.to_thread(self.kube.patch_status, self.namespace, self.name, new_status)
+            self._last_status = new_status
+
+    def _current(self, worker: Workload | None) -> int | None:
+        """Replicas the worker Deployment has, or the count just written while the index lags."""
+        if worker is None:
+            return None
+        if self._written is not None:
+            replicas, when = self._written
+            if worker.desired != replicas and self.clock() - when < 10:
+                return replicas
+        return worker.desired
+
+    async def _scale(
+        self, spec: Mapping[str, Any], reading: DepthReading, current: int | None
+    ) -> int | None:
+        if current is None:
+            return None
+        policy = policy_from_spec(spec)
+        now = self.clock()
+        if self._state is None:
+            self._state = ScalingState.starting_at(current, now)
+        decision = decide(policy, self._state, reading.depth, current, now)
+        if not decision.changes(current):
+            return current
+        await asyncio.to_thread(
+            self.kube.scale_workers, self.namespace, n.worker_name(self.name), decision.replicas
+        )
+        self._written = (decision.replicas, now)
+        direction = "up" if decision.replicas > current else "down"
+        metrics.SCALE_DECISIONS.labels(self.namespace, self.name, direction).inc()
+        message = f"workers {current} -> {decision.replicas}: {decision.reason}"
+        reason = (
+            "ScaledUp"
+            if direction == "up"
+            else ("ScaledToZero" if decision.replicas == 0 else "ScaledDown")
+        )
+        log.info("%s/%s %s", self.namespace, self.name, message)
+        self.post_event("Normal", reason, message)
+        self._last_scale = (now_iso(), message)
+        return decision.replicas
+
+    # --- status -----------------------------------------------------------------------------
+
+    def _status(
+        self,
+        spec: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        status: dict[str, Any],
+        workloads: Mapping[str, Workload],
+        reading: DepthReading,
+        desired: int | None,
+    ) -> dict[str, Any]:
+        generation = int(meta.get("generation") or 0)
+        proto = workloads.get(n.PROTOCOL)
+        worker = workloads.get(n.WORKER)
+        managed = "managed" in (spec.get("redis") or {})
+        redis = workloads.get(n.REDIS) if managed else None
+        total_shards = len(builders.shard_urls(self.name, self.namespace, dict(spec)))
+        reachable = total_shards - len(reading.unreachable) if reading.error is None else 0
+
+        parts = [("protocol servers", proto), ("workers", worker)]
+        if managed:
+            parts.append(("redis shards", redis))
+        missing = [label for label, w in parts if w is None]
+        rolling = [label for label, w in parts if w is not None and not w.rolled_out]
+        ready = not missing and not rolling
+        conditions = list(status.get("conditions") or [])
+        if ready:
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                True,
+                "AllReplicasReady",
+                "protocol servers, workers and shards are ready",
+                generation,
+            )
+        else:
+            what = ", ".join(missing + rolling)
+            reason = "ChildrenMissing" if missing else "ReplicasNotReady"
+            conditions = set_condition(
+                conditions, "Ready", False, reason, f"waiting for {what}", generation
+            )
+        conditions = set_condition(
+            conditions,
+            "Progressing",
+            bool(missing or rolling),
+            "RollingOut" if (missing or rolling) else "RolloutComplete",
+            f"rolling out {', '.join(missing + rolling)}"
+            if (missing or rolling)
+            else "every child runs the latest spec",
+            generation,
+        )
+        if reading.ok:
+            conditions = set_condition(
+                conditions,
+                "Degraded",
+                False,
+                "AsExpected",
+                f"queue depth read from {total_shards} shard(s)",
+                generation,
+            )
+        else:
+            detail = reading.error or "; ".join(reading.unreachable)
+            conditions = set_condition(
+                conditions,
+                "Degraded",
+                True,
+                "ShardUnreachable",
+                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
+                generation,
+            )
+        if not reading.ok:
+            conditions = set_condition(
+                conditions,
+                "Scaling",
+                False,
+                "DepthUnreadable",
+                "autoscaling paused until every shard answers",
+                generation,
+            )
+        elif worker is not None and desired is not None and worker.ready != desired:
+            conditions = set_condition(
+                conditions,
+                "Scaling",
+                True,
+                "ReplicasChanging",
+                f"{worker.ready} of {desired} workers ready",
+                generation,
+            )
+        else:
+            conditions = set_condition(
+                conditions,
+                "Scaling",
+                False,
+                "Stable",
+                f"workers match queue depth {reading.depth}",
+                generation,
+            )
+
+        out: dict[str, Any] = {
+            "conditions": conditions,
+            "protocol": {
+                "ready": proto.ready if proto else 0,
+                "desired": proto.desired if proto else 0,
+            },
+            "workers": {
+                "ready": worker.ready if worker else 0,
+                "desired": desired if desired is not None else 0,
+                "summary": f"{worker.ready if worker else 0}/{desired if desired is not None else 0}",
+            },
+            "shards": {
+                "ready": reachable,
+                "total": total_shards,
+                "summary": f"{reachable}/{total_shards}",
+                "unreachable": [redact(u) for u in reading.unreachable],
+            },
+        }
+        if reading.ok:
+            out["queueDepth"] = reading.depth
+            out["oldestMessageAgeSeconds"] = round(reading.oldest_age, 3)
+        else:
+            out["queueDepth"] = status.get("queueDepth", 0)
+        if self._last_scale is not None:
+            out["lastScaleTime"], out["lastScaleReason"] = self._last_scale
+        elif status.get("lastScaleTime"):
+            out["lastScaleTime"] = status["lastScaleTime"]
+            out["lastScaleReason"] = status.get("lastScaleReason", "")
+        return out
+
+    async def close(self) -> None:
+        if self._layer is not None:
+            await self._layer.close()
+            self._layer = None
