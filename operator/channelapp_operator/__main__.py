@@ -71,7 +71,8 @@ async def run(args: argparse.Namespace) -> None:
             clusterwide=not args.namespace,
             namespaces=args.namespace or None,
             standalone=args.standalone,
-            peering_name=args.peering,
+            # Naming a peering makes it mandatory in kopf, even when standalone.
+            peering_name=None if args.standalone else args.peering,
             priority=args.priority,
             ready_flag=ready,
             stop_flag=stop,

@@ -43,7 +43,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=n.GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.WARNING  # Events are posted explicitly, with reasons.
+    # Events are posted explicitly, with reasons; handler log lines stay in the log.
+    settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
 
 
@@ -118,7 +119,7 @@ async def reconcile(
             meta.get("generation"),
         )
         await asyncio.to_thread(kube().patch_status, namespace, name, {"conditions": conditions})
-        kopf.warn(body, reason="ApplyFailed", message=str(exc)[:1000])
+        kopf.event(body, type="Warning", reason="ApplyFailed", message=str(exc)[:1000])
         raise kopf.TemporaryError(f"applying children failed: {exc}", delay=5) from exc
     metrics.RECONCILES.labels("ok").inc()
     await asyncio.to_thread(
@@ -127,8 +128,9 @@ async def reconcile(
     verb = {"create": "Created", "update": "Updated", "resume": "Resumed"}.get(
         str(reason), "Applied"
     )
-    kopf.info(
+    kopf.event(
         body,
+        type="Normal",
         reason=verb,
         message=f"applied generation {meta.get('generation')}: {', '.join(applied)}",
     )

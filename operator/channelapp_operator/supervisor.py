@@ -133,6 +133,8 @@ class AppSupervisor:
                 desired = await self._scale(spec, reading, desired)
         else:
             metrics.DEPTH_READ_FAILURES.labels(*labels).inc()
+            if worker is not None:
+                desired = await self._clamp(spec, desired)
         if desired is not None:
             metrics.DESIRED_WORKERS.labels(*labels).set(desired)
         if worker is not None:
@@ -152,6 +154,33 @@ class AppSupervisor:
                 return replicas
         return worker.desired
 
+    async def _clamp(self, spec: Mapping[str, Any], current: int | None) -> int | None:
+        """Without a depth reading only the spec's bounds are enforced (a changed min or max)."""
+        if current is None:
+            return None
+        policy = policy_from_spec(spec)
+        bounded = max(policy.min_replicas, min(policy.max_replicas, current))
+        if bounded != current:
+            why = f"replicas outside {policy.min_replicas}..{policy.max_replicas}"
+            await self._write(current, bounded, why)
+        return bounded
+
+    async def _write(self, current: int, replicas: int, why: str) -> None:
+        await asyncio.to_thread(
+            self.kube.scale_workers, self.namespace, n.worker_name(self.name), replicas
+        )
+        self._written = (replicas, self.clock())
+        direction = "up" if replicas > current else "down"
+        metrics.SCALE_DECISIONS.labels(self.namespace, self.name, direction).inc()
+        message = f"workers {current} -> {replicas}: {why}"
+        if direction == "up":
+            reason = "ScaledUp"
+        else:
+            reason = "ScaledToZero" if replicas == 0 else "ScaledDown"
+        log.info("%s/%s %s", self.namespace, self.name, message)
+        self.post_event("Normal", reason, message)
+        self._last_scale = (now_iso(), message)
+
     async def _scale(
         self, spec: Mapping[str, Any], reading: DepthReading, current: int | None
     ) -> int | None:
@@ -164,21 +193,7 @@ class AppSupervisor:
         decision = decide(policy, self._state, reading.depth, current, now)
         if not decision.changes(current):
             return current
-        await asyncio.to_thread(
-            self.kube.scale_workers, self.namespace, n.worker_name(self.name), decision.replicas
-        )
-        self._written = (decision.replicas, now)
-        direction = "up" if decision.replicas > current else "down"
-        metrics.SCALE_DECISIONS.labels(self.namespace, self.name, direction).inc()
-        message = f"workers {current} -> {decision.replicas}: {decision.reason}"
-        reason = (
-            "ScaledUp"
-            if direction == "up"
-            else ("ScaledToZero" if decision.replicas == 0 else "ScaledDown")
-        )
-        log.info("%s/%s %s", self.namespace, self.name, message)
-        self.post_event("Normal", reason, message)
-        self._last_scale = (now_iso(), message)
+        await self._write(current, decision.replicas, decision.reason)
         return decision.replicas
 
     # --- status -----------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Child manifests built from a ChannelApp spec (pure)."""
+
+from __future__ import annotations
+
+from channelapp_operator import builders
+from channelapp_operator import names as n
+
+SPEC = {
+    "image": "example/app:1",
+    "app": "chat.app:app",
+    "protocol": {"replicas": 2, "port": 8080, "serviceType": "ClusterIP", "allowedOrigins": ["*"]},
+    "workers": {
+        "minReplicas": 1,
+        "maxReplicas": 5,
+        "concurrency": 16,
+        "terminationGracePeriodSeconds": 40,
+    },
+    "redis": {"managed": {"shards": 3, "image": "redis:7.4-alpine"}},
+    "env": [{"name": "EXTRA", "value": "1"}],
+}
+
+
+def env_of(manifest: dict) -> dict:  # type: ignore[type-arg]
+    return {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_managed_shards_get_stable_dns_urls_in_order() -> None:
+    urls = builders.shard_urls("chat", "ns", SPEC)
+    assert urls == [f"redis://chat-redis-{i}.chat-redis.ns.svc:6379/0" for i in range(3)]
+
+
+def test_external_urls_and_password_ref_pass_through() -> None:
+    spec = {
+        **SPEC,
+        "redis": {"external": {"urls": ["rediss://a:1/0"], "passwordSecretRef": {"name": "s"}}},
+    }
+    assert builders.shard_urls("chat", "ns", spec) == ["rediss://a:1/0"]
+    assert builders.password_ref("chat", spec) == {"name": "s", "key": "password"}
+    kinds = [m["kind"] for m in builders.children("chat", "ns", "uid", spec)]
+    assert "StatefulSet" not in kinds
+    assert builders.stale_children(spec) == [("StatefulSet", n.REDIS), ("Service", n.REDIS)]
+
+
+def test_children_are_owned_labelled_and_ordered() -> None:
+    children = builders.children("chat", "ns", "uid-1", SPEC)
+    assert [(m["kind"], m["metadata"]["name"]) for m in children] == [
+        ("Service", "chat-redis"),
+        ("StatefulSet", "chat-redis"),
+        ("Service", "chat"),
+        ("Deployment", "chat-protocol"),
+        ("Deployment", "chat-worker"),
+    ]
+    for m in children:
+        (owner,) = m["metadata"]["ownerReferences"]
+        assert owner["uid"] == "uid-1" and owner["controller"] is True
+        assert m["metadata"]["labels"][n.LABEL_MANAGED_BY] == n.MANAGER
+
+
+def test_worker_deployment_leaves_replicas_to_the_autoscaler() -> None:
+    worker = builders.worker_deployment("chat", "ns", "uid", SPEC)
+    assert "replicas" not in worker["spec"]
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 40
+    env = env_of(worker)
+    assert env["CHANNELAPP_SHUTDOWN_TIMEOUT"]["value"] == "35"
+    assert env["CHANNELAPP_WORKER_CONCURRENCY"]["value"] == "16"
+    assert env["CHANNELAPP_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "chat-secrets"
+    assert env["EXTRA"]["value"] == "1"
+    assert pod["containers"][0]["args"][:2] == ["worker", "chat.app:app"]
+
+
+def test_protocol_deployment_and_service() -> None:
+    proto = builders.protocol_deployment("chat", "ns", "uid", SPEC)
+    assert proto["spec"]["replicas"] == 2
+    container = proto["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["protocol", "chat.app:app", "--host", "0.0.0.0", "--port", "8080"]
+    assert env_of(proto)["CHANNELAPP_ALLOWED_ORIGINS"]["value"] == "*"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    svc = builders.protocol_service("chat", "ns", "uid", SPEC)
+    assert svc["spec"]["ports"][0]["port"] == 8080
+    assert svc["spec"]["selector"] == n.selector("chat", n.PROTOCOL)

@@ -1,0 +1,160 @@
+"""The ChannelApp CRD in a real API server: defaults, printer columns, and refusals naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.operator_fixtures import EXAMPLES, load_example
+
+pytestmark = pytest.mark.cluster
+
+BASE: dict[str, Any] = {
+    "apiVersion": "channelapp.dev/v1alpha1",
+    "kind": "ChannelApp",
+    "metadata": {"name": "bad"},
+    "spec": {"image": "example/app:1", "app": "chat.app:app"},
+}
+
+
+def with_spec(**changes: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = obj["spec"]
+        *path, last = dotted.split("__")
+        for part in path:
+            node = node.setdefault(part, {})
+        if value is _DELETE:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return obj
+
+
+_DELETE = object()
+
+INVALID = {
+    "min-above-max": (
+        with_spec(workers={"minReplicas": 5, "maxReplicas": 2}),
+        "spec.workers.minReplicas",
+        "minReplicas must be less than or equal",
+    ),
+    "zero-shards": (
+        with_spec(redis={"managed": {"shards": 0}}),
+        "spec.redis.managed.shards",
+        "greater than or equal to 1",
+    ),
+    "too-many-shards": (
+        with_spec(redis={"managed": {"shards": 65}}),
+        "spec.redis.managed.shards",
+        "less than or equal to 64",
+    ),
+    "both-redis": (
+        with_spec(redis={"managed": {}, "external": {"urls": ["redis://r:6379/0"]}}),
+        "spec.redis",
+        "exactly one of redis.managed and redis.external",
+    ),
+    "no-redis": (with_spec(redis={}), "spec.redis", "exactly one of redis.managed"),
+    "missing-image": (with_spec(image=_DELETE), "spec.image", "Required value"),
+    "bad-app-path": (with_spec(app="chat"), "spec.app", "should match"),
+    "http-url": (
+        with_spec(redis={"external": {"urls": ["http://r:6379"]}}),
+        "spec.redis.external.urls[0]",
+        "should match",
+    ),
+    "empty-urls": (
+        with_spec(redis={"external": {"urls": []}}),
+        "spec.redis.external.urls",
+        "at least 1 items",
+    ),
+    "port-range": (
+        with_spec(protocol={"port": 70000}),
+        "spec.protocol.port",
+        "less than or equal to 65535",
+    ),
+    "service-type": (
+        with_spec(protocol={"serviceType": "Ingress"}),
+        "spec.protocol.serviceType",
+        "Unsupported value",
+    ),
+    "zero-target": (
+        with_spec(workers={"targetQueueDepth": 0}),
+        "spec.workers.targetQueueDepth",
+        "greater than or equal to 1",
+    ),
+    "zero-max": (
+        with_spec(workers={"maxReplicas": 0, "minReplicas": 0}),
+        "spec.workers.maxReplicas",
+        "greater than or equal to 1",
+    ),
+    "bad-channel": (
+        with_spec(workers={"channels": ["no spaces!"]}),
+        "spec.workers.channels[0]",
+        "should match",
+    ),
+    "grace-zero": (
+        with_spec(workers={"terminationGracePeriodSeconds": 0}),
+        "spec.workers.terminationGracePeriodSeconds",
+        "greater than or equal to 1",
+    ),
+    "unknown-field": (with_spec(workers={"replicas": 3}), "spec.workers.replicas", "unknown field"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_manifest_is_refused_naming_the_field(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str, case: str
+) -> None:
+    obj, field, message = INVALID[case]
+    proc = kube_cluster.kubectl(
+        "apply", "-n", namespace, "--validate=strict", "-f", "-",
+        input=json.dumps(obj), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, f"{case} was accepted"
+    assert field in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert kube_cluster.kubectl("get", "channelapps", "-n", namespace, "-o", "name").stdout == ""
+
+
+def test_schema_fills_defaults(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    obj = copy.deepcopy(BASE)
+    obj["metadata"]["name"] = "defaults"
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    spec = kube_cluster.kubectl_json("get", "channelapp", "defaults", "-n", namespace)["spec"]
+    assert spec["protocol"] == {"replicas": 1, "port": 8000, "serviceType": "ClusterIP"}
+    w = spec["workers"]
+    assert (w["minReplicas"], w["maxReplicas"], w["targetQueueDepth"]) == (1, 10, 10)
+    assert (w["scaleDownStabilizationSeconds"], w["pollIntervalSeconds"]) == (30, 1)
+    assert (w["concurrency"], w["terminationGracePeriodSeconds"], w["channels"]) == (64, 30, [])
+    assert spec["redis"] == {"managed": {"shards": 1, "image": "redis:7.4-alpine"}}
+    assert spec["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_short_name_and_printer_columns(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    obj = copy.deepcopy(BASE)
+    obj["metadata"]["name"] = "columns"
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    out = kube_cluster.kubectl("get", "chapp", "-n", namespace).stdout.splitlines()
+    assert out[0].split() == ["NAME", "READY", "WORKERS", "QUEUE", "SHARDS", "AGE"]
+    assert out[1].split()[0] == "columns"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_examples_apply_cleanly(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str, example: str
+) -> None:
+    docs = load_example(example)
+    assert any(d["kind"] == "ChannelApp" for d in docs)
+    kube_cluster.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
+        input=yaml.safe_dump_all(docs),
+    )  # fmt: skip

@@ -1,0 +1,136 @@
+"""The ChannelApp CRD installed in the test cluster, and the operator run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.redis_fixtures import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "operator" / "crd" / "channelapps.yaml"
+EXAMPLES = ROOT / "examples"
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(interval)
+
+
+def load_example(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+
+
+class OperatorProcess:
+    """``python -m channelapp_operator`` against the test cluster, logging to a file."""
+
+    def __init__(
+        self, cluster: KubeCluster, namespace: str, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.log_path = log_dir / f"operator-{namespace}.log"
+        self.metrics_port = free_port()
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> OperatorProcess:
+        env = {**self.cluster.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable, "-m", "channelapp_operator",
+            "--standalone", "--namespace", self.namespace,
+            "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+        )
+        log.close()
+        self.starts += 1
+        wait_for(self._ready, 60, what="operator /readyz")
+        return self
+
+    def _ready(self) -> bool:
+        import urllib.request
+
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=1
+            ) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+        ) as r:
+            return r.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def channelapp_crd(kube_cluster: KubeCluster) -> str:
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/channelapps.channelapp.dev", "--timeout=60s"
+    )
+    return "channelapps.channelapp.dev"
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(kube_cluster, namespace, tmp_path).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        artifacts = os.environ.get("CHANNELAPP_ARTIFACTS")
+        if artifacts:
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+            (Path(artifacts) / proc.log_path.name).write_text(proc.log())
