@@ -1,0 +1,281 @@
+"""Queue-depth autoscaling end to end: real redis-servers as external shards, the real operator
+process, the real control plane, and a real local worker draining the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from channelapp.layer import RedisChannelLayer
+from channelapp.layer.sharding import HashRing
+
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.operator_fixtures import OperatorProcess, load_example, wait_for
+from tests.support.redis_fixtures import RedisServer, redis_servers
+
+pytestmark = [pytest.mark.cluster, pytest.mark.redis]
+
+PASSWORD = "s3cret-shard-password"
+APP = "channelapp.examples.chat:app"
+
+
+@pytest.fixture
+def shards() -> Iterator[list[RedisServer]]:
+    with redis_servers(3, password=PASSWORD) as servers:
+        yield servers
+
+
+def urls(shards: list[RedisServer]) -> list[str]:
+    return [f"redis://127.0.0.1:{s.port}/0" for s in shards]
+
+
+def channel_on_other_shard(count: int, avoid: str) -> str:
+    ring = HashRing(count)
+    return next(
+        f"surge{i}" for i in range(100) if ring.shard_for(f"surge{i}") != ring.shard_for(avoid)
+    )
+
+
+def apply_app(cluster: KubeCluster, ns: str, shards: list[RedisServer], **workers: Any) -> str:
+    secret, app = load_example("chat-external-redis.yaml")
+    secret["stringData"]["password"] = PASSWORD
+    app["spec"]["redis"]["external"]["urls"] = urls(shards)
+    app["spec"]["workers"].update(workers)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all([secret, app]))
+    return str(app["metadata"]["name"])
+
+
+def chapp(cluster: KubeCluster, ns: str, name: str) -> dict[str, Any]:
+    return cluster.kubectl_json("get", "channelapp", name, "-n", ns)
+
+
+def condition(app: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in app["status"].get("conditions", []) if c["type"] == type_)
+
+
+def worker_replicas(cluster: KubeCluster, ns: str, name: str) -> int:
+    return int(
+        cluster.kubectl_json("get", "deployment", f"{name}-worker", "-n", ns)["spec"]["replicas"]
+    )
+
+
+def push(shards: list[RedisServer], channel: str, count: int) -> None:
+    async def go() -> None:
+        layer = RedisChannelLayer(urls(shards), password=PASSWORD, capacity=10_000)
+        try:
+            for i in range(count):
+                message: dict[str, Any] = {"type": "http.request", "n": i}
+                if channel == "http.request":
+                    reply = await layer.new_channel("http.response")
+                    message.update(
+                        reply_channel=reply,
+                        method="GET",
+                        path="/api/rooms/lobby/",
+                        query_string=b"",
+                        headers=[],
+                        body=b"",
+                        http_version="1.1",
+                        scheme="http",
+                        root_path="",
+                        client=["127.0.0.1", 1],
+                        server=["127.0.0.1", 2],
+                    )
+                await layer.send(channel, message)
+        finally:
+            await layer.close()
+
+    asyncio.run(go())
+
+
+def drain(shards: list[RedisServer], channel: str, count: int) -> None:
+    async def go() -> None:
+        layer = RedisChannelLayer(urls(shards), password=PASSWORD)
+        try:
+            for _ in range(count):
+                await asyncio.wait_for(layer.receive(channel), 10)
+        finally:
+            await layer.close()
+
+    asyncio.run(go())
+
+
+def events(cluster: KubeCluster, ns: str) -> str:
+    return cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        "involvedObject.kind=ChannelApp",
+        "-o",
+        "custom-columns=R:.reason,M:.message",
+    ).stdout
+
+
+def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
+    kube_cluster: KubeCluster,
+    namespace: str,
+    operator: OperatorProcess,
+    shards: list[RedisServer],
+    record_property: Any,
+) -> None:
+    window = 3
+    name = apply_app(
+        kube_cluster,
+        namespace,
+        shards,
+        minReplicas=0,
+        maxReplicas=8,
+        targetQueueDepth=10,
+        scaleDownStabilizationSeconds=window,
+        pollIntervalSeconds=0.25,
+        channels=[],
+    )
+    other = channel_on_other_shard(3, "http.request")
+    kube_cluster.kubectl(
+        "patch",
+        "channelapp",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workers": {"channels": [other]}}}),
+    )
+    wait_for(
+        lambda: (
+            chapp(kube_cluster, namespace, name).get("status", {}).get("shards", {}).get("summary")
+            == "3/3"
+        ),
+        30,
+        what="all three shards reachable",
+    )
+    assert worker_replicas(kube_cluster, namespace, name) == 0
+    assert condition(chapp(kube_cluster, namespace, name), "Degraded")["status"] == "False"
+
+    # The surge: 60 requests on one shard and 35 messages on another; 95 / 10 -> 10, capped at 8.
+    started = time.monotonic()
+    push(shards, "http.request", 60)
+    push(shards, other, 35)
+    wait_for(
+        lambda: worker_replicas(kube_cluster, namespace, name) == 8,
+        30,
+        interval=0.05,
+        what="workers scaled to 8",
+    )
+    surge_to_scale = time.monotonic() - started
+    record_property("surge_to_scale_seconds", round(surge_to_scale, 2))
+    print(f"\nsurge to patched replicas: {surge_to_scale:.2f}s (poll interval 0.25s)")
+    wait_for(
+        lambda: (
+            "queue depth 95 needs 8" in events(kube_cluster, namespace)
+            or "queue depth 95 needs 10" in events(kube_cluster, namespace)
+        ),
+        10,
+        what="ScaledUp event naming the depth",
+    )
+    app = wait_for(
+        lambda: (a := chapp(kube_cluster, namespace, name))["status"].get("queueDepth") == 95 and a,
+        10,
+        what="status.queueDepth 95",
+    )
+    assert app["status"]["lastScaleReason"].startswith("workers 0 -> 8")
+    assert condition(app, "Scaling")["status"] == "True"
+
+    # A restarted operator finds the count, keeps it through a full window, then keeps scaling.
+    operator.restart()
+    assert worker_replicas(kube_cluster, namespace, name) == 8
+
+    env = {
+        **os.environ,
+        "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
+        "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "channelapp", "worker", APP], env=env, start_new_session=True
+    )
+    try:
+        drain(shards, other, 35)
+        wait_for(
+            lambda: chapp(kube_cluster, namespace, name)["status"].get("queueDepth") == 0,
+            30,
+            what="queue drained by the local worker",
+        )
+        drained = time.monotonic()
+        wait_for(
+            lambda: worker_replicas(kube_cluster, namespace, name) == 0,
+            30,
+            interval=0.1,
+            what="workers scaled to zero",
+        )
+        to_zero = time.monotonic() - drained
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(30) == 0
+    record_property("drained_to_zero_seconds", round(to_zero, 2))
+    print(f"queue empty to zero workers: {to_zero:.2f}s (window {window}s)")
+    assert to_zero >= window - 1.0, "scaled in before the stabilization window"
+    assert "ScaledToZero" in events(kube_cluster, namespace)
+
+
+def test_unreachable_shard_degrades_and_leaves_replicas_alone(
+    kube_cluster: KubeCluster,
+    namespace: str,
+    operator: OperatorProcess,
+    shards: list[RedisServer],
+) -> None:
+    name = apply_app(
+        kube_cluster,
+        namespace,
+        shards,
+        minReplicas=1,
+        maxReplicas=6,
+        targetQueueDepth=10,
+        scaleDownStabilizationSeconds=60,
+        pollIntervalSeconds=0.25,
+    )
+    wait_for(lambda: worker_replicas(kube_cluster, namespace, name) == 1, 30)
+    ring = HashRing(3)
+    home = ring.shard_for("http.request")
+    down = next(i for i in range(3) if i != home)
+    push(shards, "http.request", 25)
+    wait_for(lambda: worker_replicas(kube_cluster, namespace, name) == 3, 30, what="scaled to 3")
+
+    shards[down].stop()
+    app = wait_for(
+        lambda: (
+            (a := chapp(kube_cluster, namespace, name))
+            and condition(a, "Degraded")["status"] == "True"
+            and a
+        ),
+        30,
+        what="Degraded=True",
+    )
+    assert condition(app, "Degraded")["reason"] == "ShardUnreachable"
+    assert f"127.0.0.1:{shards[down].port}" in condition(app, "Degraded")["message"]
+    assert app["status"]["shards"]["summary"] == "2/3"
+    assert condition(app, "Scaling")["reason"] == "DepthUnreadable"
+    push(shards, "http.request", 30)  # 55 waiting would need 6, but the read is incomplete
+    time.sleep(2)
+    assert worker_replicas(kube_cluster, namespace, name) == 3
+
+    shards[down].start()
+    wait_for(
+        lambda: condition(chapp(kube_cluster, namespace, name), "Degraded")["status"] == "False",
+        30,
+        what="Degraded cleared",
+    )
+    wait_for(lambda: worker_replicas(kube_cluster, namespace, name) == 6, 30, what="scaled to 6")
+    metrics = operator.metrics()
+    assert (
+        f'channelapp_operator_queue_depth{{app="{name}",namespace="{namespace}"}} 55.0' in metrics
+    )
