@@ -76,6 +76,10 @@ images: ## Build the app and operator images with docker or podman
 
 ##@ Deploy
 
+.PHONY: chart-crd
+chart-crd: ## Copy operator/crd/channelapps.yaml into the chart (a test checks they match)
+	cp operator/crd/channelapps.yaml charts/channelapp-operator/files/channelapps.yaml
+
 .PHONY: deploy
 deploy: ## helm install the operator and apply the sample ChannelApp into the current kubectl context
 	$(HELM) upgrade --install channelapp-operator charts/channelapp-operator \

@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         await kopf.operator(
             clusterwide=not args.namespace,
-            namespaces=args.namespace or None,
+            namespaces=args.namespace,
             standalone=args.standalone,
             # Naming a peering makes it mandatory in kopf, even when standalone.
             peering_name=None if args.standalone else args.peering,

@@ -46,13 +46,19 @@ class OperatorProcess:
     """``python -m channelapp_operator`` against the test cluster, logging to a file."""
 
     def __init__(
-        self, cluster: KubeCluster, namespace: str, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        cluster: KubeCluster,
+        namespace: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.log_path = log_dir / f"operator-{namespace}.log"
         self.metrics_port = free_port()
         self.extra_env = env or {}
+        self.args = args if args is not None else ["--standalone", "--namespace", namespace]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -60,7 +66,7 @@ class OperatorProcess:
         env = {**self.cluster.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         argv = [
             sys.executable, "-m", "channelapp_operator",
-            "--standalone", "--namespace", self.namespace,
+            *self.args,
             "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         log = self.log_path.open("ab")
@@ -114,7 +120,8 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def channelapp_crd(kube_cluster: KubeCluster) -> str:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    # --force-conflicts: the chart's tests may have installed the same CRD through helm.
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kube_cluster.kubectl(
         "wait", "--for=condition=Established", "crd/channelapps.channelapp.dev", "--timeout=60s"
     )

@@ -1,0 +1,280 @@
+"""The Helm chart: lint, templates, schema refusals, install into the real control plane, RBAC."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.controlplane import bin_dir, ensure_tools
+from tests.support.operator_fixtures import CRD, OperatorProcess, load_example, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "channelapp-operator"
+CRDS = ["channelapps.channelapp.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    ensure_tools()
+    return str(bin_dir() / "helm")
+
+
+def template(helm: str, *args: str, check: bool = True) -> Any:
+    import subprocess
+
+    proc = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--namespace", "ops", *args],
+        capture_output=True,
+        text=True,
+    )
+    if not check:
+        return proc
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_helm_lint_strict(helm: str) -> None:
+    import subprocess
+
+    for values in ([], ["--set", "rbac.scope=namespace", "--set", "metrics.service.enabled=true"]):
+        proc = subprocess.run(
+            [helm, "lint", "--strict", str(CHART), *values], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_template_is_cluster_wide_hardened_and_recreated(helm: str) -> None:
+    docs = template(helm)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds.count("CustomResourceDefinition") == 1
+    with_crds = template(helm, "--include-crds")
+    assert sorted(
+        d["metadata"]["name"] for d in by_kind(with_crds, "CustomResourceDefinition")
+    ) == sorted(CRDS)
+    assert {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "ClusterKopfPeering",
+    } <= set(kinds)
+    assert "Role" not in kinds and "Service" not in kinds
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "ghcr.io/channelapp/channelapp-operator:0.1.0"
+    assert "--all-namespaces" in c["args"] and "--peering=channelapp-operator" in c["args"]
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for crd in by_kind(docs, "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_namespace_scope_and_options(helm: str) -> None:
+    docs = template(
+        helm,
+        "--set",
+        "rbac.scope=namespace",
+        "--set",
+        "metrics.service.enabled=true",
+        "--set",
+        "image.tag=9.9.9",
+        "--set",
+        "crds.keep=false",
+        "--set",
+        "logLevel=debug",
+    )
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "ops"
+    assert {r for rule in role["rules"] for r in rule["resources"]} >= {
+        "channelapps",
+        "deployments",
+    }
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    assert by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+    (dep,) = by_kind(docs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=ops" in args and "--log-level=debug" in args
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":9.9.9")
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["port"] == 8080
+    for crd in by_kind(docs, "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
+    assert not by_kind(template(helm, "--set", "crds.install=false"), "CustomResourceDefinition")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "rbac.scope=bogus"], "/rbac/scope"),
+        (["--set", "metrics.port=0"], "/metrics/port"),
+        (["--set", "logLevel=loud"], "/logLevel"),
+        (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
+        (["--set", "peering.name=Not_Valid"], "/peering/name"),
+    ],
+)
+def test_bad_values_are_refused_by_the_schema(helm: str, args: list[str], message: str) -> None:
+    proc = template(helm, *args, check=False)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+def test_chart_crd_is_the_operator_crd() -> None:
+    assert (CHART / "files" / "channelapps.yaml").read_text() == CRD.read_text(), (
+        "run `make chart-crd` to copy operator/crd/channelapps.yaml into the chart"
+    )
+
+
+# --- against the cluster ----------------------------------------------------------------------
+
+
+def adopt_crds(cluster: KubeCluster, release: str, namespace: str) -> None:
+    """Let helm take over CRDs another installer (or an earlier release) left behind."""
+    for crd in CRDS[:1]:  # the peering CRDs are in crds/, which helm never owns
+        if cluster.kubectl("get", "crd", crd, check=False).returncode != 0:
+            continue
+        cluster.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+        cluster.kubectl(
+            "annotate",
+            "crd",
+            crd,
+            "--overwrite",
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )
+
+
+@pytest.fixture
+def release(kube_cluster: KubeCluster, namespace: str) -> Iterator[tuple[str, str]]:
+    name = "chop"
+    adopt_crds(kube_cluster, name, namespace)
+    out = kube_cluster.helm(
+        "install", name, str(CHART), "--namespace", namespace, "--wait", "--timeout", "120s"
+    ).stdout
+    assert "kubectl get channelapps" in out  # NOTES.txt
+    try:
+        yield name, namespace
+    finally:
+        kube_cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
+
+
+@pytest.mark.cluster
+def test_install_establishes_crds_runs_operator_and_uninstalls(
+    kube_cluster: KubeCluster, release: tuple[str, str]
+) -> None:
+    name, ns = release
+    for crd in CRDS:
+        kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    dep = kube_cluster.kubectl_json("get", "deployment", f"{name}-channelapp-operator", "-n", ns)
+    assert dep["status"]["availableReplicas"] == 1
+    kube_cluster.helm("uninstall", name, "--namespace", ns, "--wait")
+    wait_for(
+        lambda: kube_cluster.kubectl("get", "deployment", "-n", ns, "-o", "name").stdout == "",
+        30,
+        what="operator Deployment removed",
+    )
+    # CRDs stay (deleting a CRD deletes every ChannelApp).
+    kube_cluster.kubectl("get", "crd", CRDS[0])
+
+
+def token_kubeconfig(cluster: KubeCluster, sa: str, ns: str, path: Path) -> Path:
+    token = cluster.kubectl("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
+    raw = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    server = raw["clusters"][0]["cluster"]["server"]
+    ca = raw["clusters"][0]["cluster"].get("certificate-authority-data")
+    if ca is None:
+        ca = base64.b64encode(
+            Path(raw["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
+        ).decode()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.cluster
+def test_chart_rbac_is_enough_and_no_more(
+    kube_cluster: KubeCluster, release: tuple[str, str], tmp_path: Path
+) -> None:
+    name, ops_ns = release
+    sa = f"{name}-channelapp-operator"
+    who = f"system:serviceaccount:{ops_ns}:{sa}"
+    app_ns = f"{ops_ns}-apps"
+    kube_cluster.kubectl("create", "namespace", app_ns)
+    try:
+        for verb, resource in (
+            ("create", "pods"),
+            ("delete", "channelapps.channelapp.dev"),
+            ("create", "clusterroles"),
+            ("delete", "nodes"),
+        ):
+            out = kube_cluster.kubectl(
+                "auth", "can-i", verb, resource, "-n", app_ns, f"--as={who}", check=False
+            ).stdout.strip()
+            assert out == "no", f"{verb} {resource}: {out}"
+        kubeconfig = token_kubeconfig(kube_cluster, sa, ops_ns, tmp_path / "sa-kubeconfig")
+        # The operator process as the chart runs it: cluster-wide, peering on, the chart's token.
+        op = OperatorProcess(
+            kube_cluster,
+            app_ns,
+            tmp_path,
+            env={"KUBECONFIG": str(kubeconfig)},
+            args=["--all-namespaces", "--peering=channelapp-operator"],
+        ).start()
+        try:
+            (doc,) = load_example("chat.yaml")
+            kube_cluster.kubectl("apply", "-n", app_ns, "-f", "-", input=yaml.safe_dump(doc))
+
+            def ready() -> bool:
+                app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", app_ns)
+                conds = app.get("status", {}).get("conditions", [])
+                return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+            try:
+                wait_for(ready, 90, what="chat Ready through the chart's ServiceAccount")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\noperator log:\n{op.log()[-4000:]}") from None
+            events = kube_cluster.kubectl("get", "events", "-n", app_ns).stdout
+            assert "Created" in events
+            log = op.log()
+            assert "Forbidden" not in log and "403" not in log, log[-3000:]
+            peering = kube_cluster.kubectl_json("get", "clusterkopfpeering", "channelapp-operator")
+            assert peering.get("status"), "the operator keeps its peering alive"
+        finally:
+            op.stop()
+    finally:
+        kube_cluster.kubectl("delete", "namespace", app_ns, "--wait=false")
