@@ -1,0 +1,193 @@
+"""Protocol servers and workers as real processes over three real Redis shards, driven by a
+real HTTP/WebSocket client (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.processes import AppProcess, running
+from tests.support.redis_fixtures import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+CHAT = "channelapp.examples.chat:app"
+ECHO = "channelapp.examples.echo:app"
+
+
+def layer_env(shards: list[RedisServer], **extra: str) -> dict[str, str]:
+    env = {"CHANNELAPP_REDIS_URLS": ",".join(s.url for s in shards)}
+    env.update({f"CHANNELAPP_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture
+def chat(redis_shards: list[RedisServer], tmp_path: Path) -> Iterator[tuple[AppProcess, ...]]:
+    env = layer_env(redis_shards)
+    with running(
+        AppProcess("protocol", CHAT, env, tmp_path),
+        AppProcess("protocol", CHAT, env, tmp_path),
+        AppProcess("worker", CHAT, env, tmp_path),
+    ) as procs:
+        yield procs
+
+
+async def test_chat_page_api_and_errors(chat: tuple[AppProcess, ...]) -> None:
+    proto = chat[0]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{proto.url}/") as r:
+            assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+            assert 'id="message"' in await r.text()
+        async with http.get(f"{proto.url}/api/rooms/lobby/") as r:
+            assert await r.json() == {"room": "lobby", "group": "chat.lobby"}
+        async with http.get(f"{proto.url}/api/rooms/bad%20room/") as r:
+            assert r.status == 400
+        async with http.get(f"{proto.url}/nowhere/") as r:
+            assert r.status == 404
+        async with http.post(f"{proto.url}/", data=b"x" * (2 * 1024 * 1024)) as r:
+            assert r.status == 413
+        async with http.get(f"{proto.url}/metrics") as r:
+            assert "channelapp_http_requests_total" in await r.text()
+
+
+async def test_rooms_broadcast_across_protocol_servers(chat: tuple[AppProcess, ...]) -> None:
+    """Two sockets on two protocol servers: a room's message reaches both through the group."""
+    a, b = chat[0], chat[1]
+    async with aiohttp.ClientSession() as http:
+        ws_a = await http.ws_connect(f"{a.url}/ws/chat/room1/")
+        ws_b = await http.ws_connect(f"{b.url}/ws/chat/room1/")
+        ws_other = await http.ws_connect(f"{b.url}/ws/chat/room2/")
+        await asyncio.sleep(0.3)  # both joined the group
+        await ws_a.send_json({"user": "ann", "message": "hello"})
+        for ws in (ws_a, ws_b):
+            got = await asyncio.wait_for(ws.receive_json(), 10)
+            assert got == {"room": "room1", "user": "ann", "message": "hello"}
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws_other.receive(), 0.5)
+        # Malformed JSON closes with 1007; the server and the others carry on.
+        await ws_b.send_str("{not json")
+        msg = await asyncio.wait_for(ws_b.receive(), 10)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1007
+        await ws_a.send_json({"user": "ann", "message": "still here"})
+        assert (await asyncio.wait_for(ws_a.receive_json(), 10))["message"] == "still here"
+        for ws in (ws_a, ws_other):
+            await ws.close()
+
+
+async def test_websocket_origin_and_frame_limits(chat: tuple[AppProcess, ...]) -> None:
+    proto = chat[0]
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(
+                f"{proto.url}/ws/chat/r/", headers={"Origin": "http://evil.example"}
+            )
+        assert err.value.status == 403
+        ws = await http.ws_connect(
+            f"{proto.url}/ws/chat/r/", headers={"Origin": proto.url}, max_msg_size=0
+        )
+        await ws.send_str("x" * (2 * 1024 * 1024))
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1009
+        # Rejected by the consumer (bad room name) -> 403 at the handshake.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(f"{proto.url}/ws/chat/no%20spaces/")
+        assert err.value.status == 403
+
+
+async def test_worker_sigterm_mid_stream_loses_nothing(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> None:
+    """400 requests of 20 ms work each; one of two workers is SIGTERMed halfway: all answered."""
+    env = layer_env(redis_shards, response_timeout="60")
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    w1 = AppProcess("worker", ECHO, {**env, "CHANNELAPP_WORKER_CONCURRENCY": "16"}, tmp_path)
+    w2 = AppProcess("worker", ECHO, {**env, "CHANNELAPP_WORKER_CONCURRENCY": "16"}, tmp_path)
+    with running(proto, w1, w2):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
+
+            async def one(n: int) -> tuple[int, dict[str, int] | None]:
+                async with http.get(f"{proto.url}/work/{n}/?ms=20") as r:
+                    return r.status, (await r.json() if r.status == 200 else None)
+
+            tasks = [asyncio.create_task(one(n)) for n in range(400)]
+            await asyncio.sleep(0.5)
+            w1.terminate()
+            results = await asyncio.gather(*tasks)
+        assert await asyncio.to_thread(w1.wait, 30) == 0
+        assert [s for s, _ in results].count(200) == 400, [s for s, _ in results if s != 200]
+        assert sorted(b["n"] for _, b in results if b) == list(range(400))
+        assert "handling" in w1.log() or "stopped" in w1.log()
+
+
+async def test_no_worker_means_504_and_a_full_channel_means_503(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> None:
+    env = layer_env(redis_shards, response_timeout="1", channel_capacity="3")
+    with running(AppProcess("protocol", ECHO, env, tmp_path)) as (proto,):
+        async with aiohttp.ClientSession() as http:
+
+            async def one(n: int) -> tuple[int, str | None]:
+                async with http.get(f"{proto.url}/work/{n}/") as r:
+                    return r.status, r.headers.get("Retry-After")
+
+            results = await asyncio.gather(*(one(n) for n in range(8)))
+        statuses = sorted(s for s, _ in results)
+        assert statuses.count(504) == 3, statuses  # queued, never answered in time
+        assert statuses.count(503) == 5, statuses  # refused: http.request full
+        assert all(retry == "1" for s, retry in results if s == 503)
+
+
+async def test_protocol_sigterm_closes_sockets_with_1001(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> None:
+    env = layer_env(redis_shards)
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{proto.url}/ws/echo/")
+            await ws.send_str("ping")
+            assert (await asyncio.wait_for(ws.receive(), 10)).data == "ping"
+            proto.terminate()
+            msg = await asyncio.wait_for(ws.receive(), 15)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+        assert await asyncio.to_thread(proto.wait, 30) == 0
+
+
+async def test_echo_survives_a_shard_restart(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> None:
+    env = layer_env(redis_shards)
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
+        async with aiohttp.ClientSession() as http:
+
+            async def ok() -> bool:
+                try:
+                    async with http.get(
+                        f"{proto.url}/work/1/", timeout=aiohttp.ClientTimeout(5)
+                    ) as r:
+                        return r.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    return False
+
+            assert await ok()
+            for shard in redis_shards:
+                shard.stop()
+            async with http.get(f"{proto.url}/work/2/") as r:
+                assert r.status in (503, 504)
+            for shard in redis_shards:
+                shard.start()
+            for _ in range(100):
+                if await ok():
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("no recovery after the shards came back")
+            body = json.dumps({"x": 1}).encode()
+            async with http.post(f"{proto.url}/body/", data=body) as r:
+                assert (await r.json()) == {"length": len(body)}
