@@ -1,0 +1,34 @@
+// Two browser tabs open the chat page, join one room, and a message typed in one
+// appears in the other (protocol server -> Redis -> worker -> group -> both sockets).
+// usage: node chat.mjs BASE_URL SCREENSHOT_PATH
+import { chromium } from "playwright-core";
+
+const [base, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+try {
+  const context = await browser.newContext();
+  const alice = await context.newPage();
+  const bob = await context.newPage();
+  for (const [page, name] of [[alice, "alice"], [bob, "bob"]]) {
+    await page.goto(`${base}/`);
+    await page.fill("#user", name);
+    await page.fill("#room", "browsers");
+    await page.click("#join");
+    await page.waitForSelector("#message:not([disabled])", { timeout: 15000 });
+  }
+  const text = `hello from alice ${Date.now()}`;
+  await alice.fill("#message", text);
+  await alice.press("#message", "Enter");
+  await bob.waitForFunction(
+    (t) => document.querySelector("#log").innerText.includes(t), text, { timeout: 15000 });
+  await alice.waitForFunction(
+    (t) => document.querySelector("#log").innerText.includes(t), text, { timeout: 15000 });
+  const bobLog = await bob.innerText("#log");
+  await bob.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({ ok: true, text, bobLog }));
+} finally {
+  await browser.close();
+}
