@@ -46,7 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = app_cmd("run", "a protocol server and a pool of worker processes on this machine")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--autoscale", type=_autoscale, default=(1, 1), metavar="MIN..MAX")
+    p.add_argument(
+        "--autoscale",
+        type=_autoscale,
+        default=(1, 1),
+        metavar="MIN..MAX",
+        help="grow and shrink the worker pool from queue depth (default 1..1)",
+    )
+    p.add_argument(
+        "--target-depth", type=int, default=10, help="waiting messages per worker (default 10)"
+    )
+    p.add_argument(
+        "--scale-down-window",
+        type=float,
+        default=10.0,
+        help="seconds of lower need before workers are removed (default 10)",
+    )
     return parser
 
 
@@ -83,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         from channelapp.autoscale.local import run_local
 
         low, high = args.autoscale
-        return run_local(args.app, args.host, args.port, low, high)
+        return run_local(
+            args.app,
+            args.host,
+            args.port,
+            low,
+            high,
+            target_depth=args.target_depth,
+            scale_down_window=args.scale_down_window,
+        )
     return 0
 
 

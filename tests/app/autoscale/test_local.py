@@ -1,0 +1,64 @@
+"""``channelapp run --autoscale``: a real protocol server and a pool of real worker processes
+growing and shrinking with the queue (it starts its own redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.redis_fixtures import free_port
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+
+async def test_pool_grows_with_the_queue_and_shrinks_after(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "channelapp", "run", "channelapp.examples.echo:app",
+             "--port", str(port), "--autoscale", "1..4", "--target-depth", "5",
+             "--scale-down-window", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{url}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+
+            async def one(n: int) -> int:
+                async with http.get(
+                    f"{url}/work/{n}/?ms=100", timeout=aiohttp.ClientTimeout(60)
+                ) as r:
+                    return r.status
+
+            # A worker handles 64 at once; 400 requests of 100 ms leave a queue behind it.
+            statuses = await asyncio.gather(*(one(n) for n in range(400)))
+        assert statuses.count(200) == 400
+        deadline = time.monotonic() + 30
+        while "-> 1:" not in log_path.read_text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        text = log_path.read_text()
+        assert re.search(r"workers 1 -> [234]: queue depth \d+ needs", text), text[-3000:]
+        assert "-> 1:" in text, text[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]
