@@ -49,6 +49,8 @@ from channelapp.layer.stats import empty_stats, total
 log = logging.getLogger("channelapp.layer")
 
 BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancellation delays
+# Most messages one receive() fetches for the receivers waiting on its channel.
+RECEIVE_PREFETCH_MAX = 64
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -93,6 +95,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._reply_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._last_purge = time.monotonic()
+        self._receivers: defaultdict[str, int] = defaultdict(int)
         self.group_full_count = 0
 
     # --- keys -----------------------------------------------------------------------------
@@ -254,7 +257,12 @@ class RedisChannelLayer(BaseChannelLayer):
                 raise task.exception()  # type: ignore[misc]
 
     async def receive_many(
-        self, channels: Iterable[str], max_messages: int = 100, timeout: float | None = None
+        self,
+        channels: Iterable[str],
+        max_messages: int = 100,
+        timeout: float | None = None,
+        *,
+        prefetch: int = 0,
     ) -> list[tuple[str, Message]]:
         names = [validate_channel_name(c, receive=True) for c in channels]
         if not names:
@@ -264,7 +272,7 @@ class RedisChannelLayer(BaseChannelLayer):
         while True:
             out = self._take(names, max_messages)
             if len(out) < max_messages:
-                await self._pop_now(by_shard, max_messages - len(out))
+                await self._pop_now(by_shard, max(max_messages - len(out), prefetch))
                 out += self._take(names, max_messages - len(out))
             if out:
                 return out
@@ -278,10 +286,19 @@ class RedisChannelLayer(BaseChannelLayer):
         validate_channel_name(channel, receive=True)
         if is_process_specific(channel) and not channel.endswith("!"):
             return await self._receive_reply(channel)
-        while True:
-            got = await self.receive_many([channel], 1, None)
-            if got:
-                return got[0][1]
+        # Concurrent receivers of one channel share round trips: each pop fetches as
+        # many messages as there are receivers waiting here, into the local stash.
+        self._receivers[channel] += 1
+        try:
+            while True:
+                prefetch = min(RECEIVE_PREFETCH_MAX, self._receivers[channel])
+                got = await self.receive_many([channel], 1, None, prefetch=prefetch)
+                if got:
+                    return got[0][1]
+        finally:
+            self._receivers[channel] -= 1
+            if not self._receivers[channel]:
+                del self._receivers[channel]
 
     async def _receive_reply(self, channel: str) -> Message:
         key = self._key(channel)

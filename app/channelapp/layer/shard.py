@@ -18,7 +18,7 @@ from channelapp.layer.base import ShardUnavailable
 
 log = logging.getLogger("channelapp.layer")
 
-SCRIPT_NAMES = ("send", "send_many", "pop_many", "stats_all", "group_members")
+SCRIPT_NAMES = ("send", "send_batch", "send_many", "pop_many", "stats_all", "group_members")
 
 
 def _load_scripts() -> dict[str, tuple[str, str]]:
@@ -174,17 +174,49 @@ class SendBatcher:
         while self._pending:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            calls, slots = self._coalesce(batch)
             try:
-                results = await self.shard.eval_many([(s, k, a) for s, k, a, _ in batch])
+                results = await self.shard.eval_many(calls)
             except Exception as exc:  # the whole round trip failed: every caller hears it
                 for *_, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (*_, fut), result in zip(batch, results, strict=True):
+            for (call, sub), (*_, fut) in zip(slots, batch, strict=True):
                 if fut.done():
                     continue
+                result = results[call]
                 if isinstance(result, Exception):
                     fut.set_exception(result)
                 else:
-                    fut.set_result(result)
+                    fut.set_result(result if sub is None else result[sub])
+
+    @staticmethod
+    def _coalesce(
+        batch: Sequence[tuple[str, Sequence[Any], Sequence[Any], asyncio.Future[Any]]],
+    ) -> tuple[list[tuple[str, list[Any], list[Any]]], list[tuple[int, int | None]]]:
+        """Fold the batch's single sends into one ``send_batch`` script call.
+
+        One EVALSHA for N messages instead of N: the per-command cost in the client
+        and the server is what bounds a pipeline. Order within a channel is kept.
+        Returns the calls and, per batch entry, (call index, position in its result).
+        """
+        calls: list[tuple[str, list[Any], list[Any]]] = []
+        slots: list[tuple[int, int | None]] = []
+        folded: dict[tuple[Any, ...], int] = {}
+        for script, keys, args, _ in batch:
+            if script != "send":
+                slots.append((len(calls), None))
+                calls.append((script, list(keys), list(args)))
+                continue
+            # keys: list, sent, full, registry; args: item, capacity, expiry, name
+            group = (*keys[1:4], args[2])
+            index = folded.get(group)
+            if index is None:
+                index = folded[group] = len(calls)
+                calls.append(("send_batch", list(keys[1:4]), [args[2]]))
+            _, call_keys, call_args = calls[index]
+            call_keys.append(keys[0])
+            call_args.extend((args[0], args[1], args[3]))
+            slots.append((index, len(call_keys) - 4))
+        return calls, slots
