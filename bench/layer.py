@@ -52,8 +52,13 @@ async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
     for task in receivers:
         task.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
-    return {"rate": n / elapsed, "p50": pct(latencies, 50), "p99": pct(latencies, 99),
-            "n": n, "elapsed": elapsed}
+    return {
+        "rate": n / elapsed,
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "n": n,
+        "elapsed": elapsed,
+    }
 
 
 async def bench_channelapp(url: str, n: int) -> dict[str, float]:
@@ -84,9 +89,23 @@ def redis_benchmark(port: int) -> dict[str, float]:
     if binary is None:
         return {}
     out = subprocess.run(
-        [binary, "-h", "127.0.0.1", "-p", str(port), "-t", "lpush,rpop", "-n", "200000", "-q",
-         "-c", "16"],
-        capture_output=True, text=True, check=True,
+        [
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            "lpush,rpop",
+            "-n",
+            "200000",
+            "-q",
+            "-c",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rates = {}
     for line in out.replace("\r", "\n").splitlines():
@@ -113,10 +132,20 @@ def main() -> None:
     finally:
         server.cleanup()
     rows = [
-        ["channelapp RedisChannelLayer", f"{ours['rate']:,.0f}", ms(ours["p50"]), ms(ours["p99"]),
-         f"{ours['rate'] / theirs['rate']:.1f}x"],
-        ["channels_redis 4.3 RedisChannelLayer", f"{theirs['rate']:,.0f}", ms(theirs["p50"]),
-         ms(theirs["p99"]), "1.0x"],
+        [
+            "channelapp RedisChannelLayer",
+            f"{ours['rate']:,.0f}",
+            ms(ours["p50"]),
+            ms(ours["p99"]),
+            f"{ours['rate'] / theirs['rate']:.1f}x",
+        ],
+        [
+            "channels_redis 4.3 RedisChannelLayer",
+            f"{theirs['rate']:,.0f}",
+            ms(theirs["p50"]),
+            ms(theirs["p99"]),
+            "1.0x",
+        ],
     ]
     for op, rate in ceiling.items():
         rows.append([f"redis-benchmark {op} (ceiling, 16 clients)", f"{rate:,.0f}", "-", "-", "-"])
