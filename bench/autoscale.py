@@ -1,0 +1,169 @@
+"""Surge-to-scale and scale-in timing of the operator, against the real test control plane,
+side by side with a KEDA-like baseline (30 s polling + HPA defaults) fed the same trace.
+
+Trace: the app idles at 1 worker; at t0 a surge of SURGE messages lands on three shards
+(needs SURGE / target = 40 workers); it is consumed after HOLD seconds; the bench waits
+until the workers are back at 1.
+
+    python -m bench.autoscale
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from channelapp.layer import RedisChannelLayer
+
+from bench.common import machine, table
+from bench.hpa_model import first_time, simulate
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.controlplane import start_for_tests
+from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
+from tests.support.redis_fixtures import redis_servers
+
+SURGE = 400
+TARGET = 10
+MAX = 40
+WINDOW = 30
+HOLD = 20.0
+
+
+def replicas(cluster: KubeCluster, ns: str) -> int:
+    dep = cluster.kubectl_json("get", "deployment", "chat-external-worker", "-n", ns)
+    return int(dep["spec"].get("replicas", 0))
+
+
+def watch_until(cluster: KubeCluster, ns: str, want: int, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if replicas(cluster, ns) == want:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"replicas did not reach {want} within {timeout}s")
+
+
+def main() -> None:
+    print(
+        f"# autoscaling: surge of {SURGE} messages, target {TARGET}/worker, max {MAX} "
+        f"({machine()})",
+        flush=True,
+    )
+    plane = start_for_tests()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-autoscale-"))
+    try:
+        cluster = KubeCluster(
+            plane.kubeconfig,
+            plane.bin_dir,
+            str(plane.bin_dir / "kubectl"),
+            str(plane.bin_dir / "helm"),
+            plane,
+        )
+        cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/channelapps.channelapp.dev")
+        ns = "bench"
+        cluster.kubectl("create", "namespace", ns)
+        with redis_servers(3, password="bench") as shards:
+            urls = [f"redis://127.0.0.1:{s.port}/0" for s in shards]
+            secret, app = load_example("chat-external-redis.yaml")
+            secret["stringData"]["password"] = "bench"
+            app["spec"]["redis"]["external"]["urls"] = urls
+            app["spec"]["workers"].update(
+                minReplicas=1,
+                maxReplicas=MAX,
+                targetQueueDepth=TARGET,
+                scaleDownStabilizationSeconds=WINDOW,
+            )
+            operator = OperatorProcess(cluster, ns, tmp).start()
+            try:
+                cluster.kubectl(
+                    "apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all([secret, app])
+                )
+                watch_until(cluster, ns, 1, 60)
+                time.sleep(3)
+                ours = asyncio.run(run_trace(cluster, ns, urls))
+            finally:
+                operator.stop()
+    finally:
+        plane.stop()
+
+    # The baseline over every phase of its 30 s poll and 15 s sync relative to the surge.
+    ups, downs = [], []
+    for poll_phase in range(0, 30, 3):
+        for sync_phase in range(0, 15, 3):
+            surge_at, drained_at = 30.0, 30.0 + HOLD
+            changes = simulate(
+                lambda t, s=surge_at, d=drained_at: SURGE if s <= t < d else 0,
+                start=1,
+                min_replicas=1,
+                max_replicas=MAX,
+                target=TARGET,
+                until=800,
+                poll_phase=poll_phase,
+                sync_phase=sync_phase,
+            )
+            ups.append(first_time(changes, surge_at, lambda r: r >= MAX))
+            downs.append(first_time(changes, drained_at, lambda r: r <= 1))
+    keda_up, keda_down = statistics.fmean(ups), statistics.fmean(downs)
+    rows = [
+        [
+            "channelapp operator (measured, real API server)",
+            f"{ours['up']:.2f}",
+            f"{ours['down']:.1f}",
+            f"{WINDOW} s window, 1 s poll",
+        ],
+        [
+            "KEDA-like: 30 s poll + HPA defaults (model)",
+            f"{keda_up:.1f} (max {max(ups):.0f})",
+            f"{keda_down:.1f}",
+            "15 s sync, +max(4,100%)/15 s, 300 s window",
+        ],
+        [
+            "ratio",
+            f"{keda_up / ours['up']:.0f}x faster",
+            f"{keda_down / ours['down']:.1f}x sooner",
+            "",
+        ],
+    ]
+    print()
+    print(
+        table(
+            ["autoscaler", f"surge -> {MAX} workers (s)", "drained -> 1 worker (s)", "settings"],
+            rows,
+        )
+    )
+    print(json.dumps({"channelapp": ours, "keda_like": {"up": keda_up, "down": keda_down}}))
+
+
+async def run_trace(cluster: KubeCluster, ns: str, urls: list[str]) -> dict[str, Any]:
+    layer = RedisChannelLayer(urls, password="bench", capacity=SURGE * 2)
+    channels = ["http.request", "websocket.receive", "websocket.connect"]
+    try:
+        t0 = time.monotonic()
+        await asyncio.gather(
+            *(layer.send(channels[i % 3], {"type": "x", "n": i}) for i in range(SURGE))
+        )
+        await asyncio.to_thread(watch_until, cluster, ns, MAX, 60)
+        up = time.monotonic() - t0
+        await asyncio.sleep(max(0.0, HOLD - up))
+        await layer.flush()
+        t1 = time.monotonic()
+        await asyncio.to_thread(watch_until, cluster, ns, 1, WINDOW + 60)
+        down = time.monotonic() - t1
+    finally:
+        await layer.close()
+    print(
+        f"channelapp: surge -> {MAX} workers in {up:.2f}s; drained -> 1 worker in {down:.1f}s",
+        flush=True,
+    )
+    return {"up": up, "down": down}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""WebSocket echo round trips: channelapp's split architecture against daphne + Channels.
+
+Same client, same run, same machine: C connections each send a frame and wait for
+its echo, over and over, for D seconds.
+
+- channelapp: protocol server process -> Redis -> worker process -> Redis -> back;
+- daphne, in-process echo consumer (no channel layer);
+- daphne, echo through channels_redis (the consumer's frame takes a trip through Redis).
+
+    python -m bench.websocket [--connections 50] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import machine, ms, pct, table
+from tests.support.processes import AppProcess
+from tests.support.redis_fixtures import RedisServer, free_port
+
+
+async def drive(url: str, connections: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    stop_at = 0.0
+
+    async def client(http: aiohttp.ClientSession, i: int) -> None:
+        async with http.ws_connect(url) as ws:
+            payload = f"frame from connection {i}"
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                await ws.send_str(payload)
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"connection {i}: {msg.type} {msg.data}")
+                latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        stop_at = time.perf_counter() + 1.0  # warm-up
+        await asyncio.gather(*(client(http, i) for i in range(connections)))
+        latencies.clear()
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(client(http, i) for i in range(connections)))
+        elapsed = time.perf_counter() - started
+    return {"rate": len(latencies) / elapsed, "p50": pct(latencies, 50), "p99": pct(latencies, 99)}
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def daphne(app: str, redis_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    exe = shutil.which("daphne") or str(Path(sys.executable).parent / "daphne")
+    proc = subprocess.Popen(
+        [exe, "-b", "127.0.0.1", "-p", str(port), f"bench.daphne_apps:{app}"],
+        env={**os.environ, "BENCH_REDIS_URL": redis_url, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    wait_port(port)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    server = RedisServer().start()
+    logs = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+    try:
+        env = {"CHANNELAPP_REDIS_URLS": server.url}
+        proto = AppProcess("protocol", "channelapp.examples.echo:app", env, logs).start()
+        worker = AppProcess("worker", "channelapp.examples.echo:app", env, logs).start()
+        try:
+            results["channelapp: protocol -> Redis -> worker"] = asyncio.run(
+                drive(f"ws://127.0.0.1:{proto.port}/ws/echo/", args.connections, args.seconds)
+            )
+        finally:
+            worker.stop()
+            proto.stop()
+        print("channelapp done", flush=True)
+        for label, app in (
+            ("daphne + Channels, in-process echo", "inprocess"),
+            ("daphne + Channels, echo via channels_redis", "via_redis"),
+        ):
+            proc, port = daphne(app, server.url)
+            try:
+                results[label] = asyncio.run(
+                    drive(f"ws://127.0.0.1:{port}/ws/echo/", args.connections, args.seconds)
+                )
+            finally:
+                stop(proc)
+            print(f"{label} done", flush=True)
+    finally:
+        server.cleanup()
+        shutil.rmtree(logs, ignore_errors=True)
+    base = results["daphne + Channels, in-process echo"]["rate"]
+    rows = [
+        [label, f"{r['rate']:,.0f}", ms(r["p50"]), ms(r["p99"]), f"{r['rate'] / base:.2f}x"]
+        for label, r in results.items()
+    ]
+    print(f"\n# WebSocket echo, {args.connections} connections, {args.seconds:g} s ({machine()})")
+    print(table(["server", "round trips/s", "p50 ms", "p99 ms", "vs daphne in-process"], rows))
+
+
+if __name__ == "__main__":
+    main()
