@@ -32,12 +32,16 @@ SURGE = 400
 TARGET = 10
 MAX = 40
 WINDOW = 30
-HOLD = 20.0
+HOLD = 90.0
 
 
 def replicas(cluster: KubeCluster, ns: str) -> int:
-    dep = cluster.kubectl_json("get", "deployment", "chat-external-worker", "-n", ns)
-    return int(dep["spec"].get("replicas", 0))
+    proc = cluster.kubectl(
+        "get", "deployment", "chat-external-worker", "-n", ns, "-o", "json", check=False
+    )
+    if proc.returncode != 0:
+        return -1  # not created yet
+    return int(json.loads(proc.stdout)["spec"].get("replicas", 0))
 
 
 def watch_until(cluster: KubeCluster, ns: str, want: int, timeout: float) -> float:
@@ -142,7 +146,8 @@ def main() -> None:
 
 
 async def run_trace(cluster: KubeCluster, ns: str, urls: list[str]) -> dict[str, Any]:
-    layer = RedisChannelLayer(urls, password="bench", capacity=SURGE * 2)
+    # Expiry beyond the trace: queued messages must stay until the drain.
+    layer = RedisChannelLayer(urls, password="bench", capacity=SURGE * 2, expiry=3600)
     channels = ["http.request", "websocket.receive", "websocket.connect"]
     try:
         t0 = time.monotonic()

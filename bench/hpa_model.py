@@ -55,10 +55,13 @@ def simulate(
             desired = max(max(min_replicas, 1), min(max_replicas, desired))
             history.append((t, desired))
             history = [(ht, d) for ht, d in history if ht > t - scale_down_window]
-            if desired > replicas:
-                desired = min(desired, max(replicas + 4, replicas * 2))
-            elif desired < replicas:
-                desired = max(d for _, d in history)
+            # The HPA's normalization: up to the latest recommendation at once (no
+            # scale-up window), down only to the highest of the scale-down window.
+            recommendation = max(replicas, desired)
+            recommendation = min(recommendation, max(d for _, d in history))
+            if recommendation > replicas:
+                recommendation = min(recommendation, max(replicas + 4, replicas * 2))
+            desired = recommendation
             if desired != replicas:
                 replicas = desired
                 changes.append((t, replicas))
