@@ -1,0 +1,63 @@
+"""The README's set-up commands, run as written: `make run` serves the chat example with no Redis
+and no cluster; `bash .ci/run` is what CI runs and it calls the README's test command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.redis_fixtures import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def setup_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"## Set up.*?```bash\n(.*?)```", text, re.S)
+    assert m, "README has a Set up section with a bash block"
+    return m.group(1)
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_command() -> None:
+    block = setup_block()
+    assert "make install && make run" in block
+    assert "bash .ci/run" in block
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+    assert "pip install -q --disable-pip-version-check -e '.[operator,test,bench]'" in ci
+    make = subprocess.run(["make", "-n", "install"], cwd=ROOT, capture_output=True, text=True)
+    assert "pip install -e '.[operator,test,bench]'" in make.stdout
+
+
+def test_make_run_serves_the_chat_example_without_redis_or_cluster() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
+    proc = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        body = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert "channelapp chat" in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/lobby/", timeout=5) as r:
+            assert b'"group": "chat.lobby"' in r.read()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
