@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from channelapp.autoscale.local import wait_for_port
 
 from bench.common import machine, ms, pct, table
 from tests.support.processes import AppProcess
@@ -65,19 +66,6 @@ async def drive(url: str, connections: int, seconds: float) -> dict[str, float]:
     }
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def daphne(app: str, redis_url: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     exe = shutil.which("daphne") or str(Path(sys.executable).parent / "daphne")
@@ -86,7 +74,7 @@ def daphne(app: str, redis_url: str) -> tuple[subprocess.Popen[bytes], int]:
         env={**os.environ, "BENCH_REDIS_URL": redis_url, "PYTHONPATH": os.getcwd()},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    wait_port(port)
+    wait_for_port(port, 30)
     return proc, port
 
 

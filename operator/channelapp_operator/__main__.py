@@ -16,8 +16,7 @@ import signal
 import sys
 
 import kopf
-
-from channelapp_operator import metrics
+from channelapp.health import serve_metrics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +62,8 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     side = None
     if args.metrics_port:
-        side = await metrics.serve(
-            args.metrics_host, args.metrics_port, handlers.HEARTBEAT.alive, ready.is_set
+        side = await serve_metrics(
+            args.metrics_host, args.metrics_port, ready.is_set, handlers.HEARTBEAT.alive
         )
     try:
         await kopf.operator(

@@ -85,21 +85,41 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def _app_container(
+    name: str,
+    spec: Spec,
+    args: list[str],
+    env: list[dict[str, Any]],
+    port: tuple[str, int],
+    resources: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A container of the app image; probes hit the /readyz and /healthz of its one port."""
+    port_name, number = port
+    return {
+        "name": name,
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": args,
+        "env": env,
+        "ports": [{"name": port_name, "containerPort": number, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port_name}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port_name}, "periodSeconds": 10},
+        "resources": resources or {},
+        "securityContext": _security_context(),
+    }
+
+
 def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
     proto = spec.get("protocol") or {}
     port = int(proto.get("port", 8000))
-    container = {
-        "name": "protocol",
-        "image": spec["image"],
-        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
-        "args": ["protocol", spec["app"], "--host", "0.0.0.0", "--port", str(port)],
-        "env": app_env(app, namespace, spec),
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
-        "resources": proto.get("resources") or {},
-        "securityContext": _security_context(),
-    }
+    container = _app_container(
+        "protocol",
+        spec,
+        ["protocol", spec["app"], "--host", "0.0.0.0", "--port", str(port)],
+        app_env(app, namespace, spec),
+        ("http", port),
+        proto.get("resources"),
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -139,25 +159,15 @@ def worker_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
         {"name": "CHANNELAPP_SHUTDOWN_TIMEOUT", "value": str(max(1, grace - 5))},
         *app_env(app, namespace, spec),
     ]
-    container = {
-        "name": "worker",
-        "image": spec["image"],
-        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
-        "args": [
-            "worker",
-            spec["app"],
-            "--metrics-host",
-            "0.0.0.0",
-            "--metrics-port",
-            str(n.WORKER_METRICS_PORT),
-        ],
-        "env": env,
-        "ports": [{"name": "metrics", "containerPort": n.WORKER_METRICS_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10},
-        "resources": workers.get("resources") or {},
-        "securityContext": _security_context(),
-    }
+    container = _app_container(
+        "worker",
+        spec,
+        ["worker", spec["app"], "--metrics-host", "0.0.0.0", "--metrics-port",
+         str(n.WORKER_METRICS_PORT)],
+        env,
+        ("metrics", n.WORKER_METRICS_PORT),
+        workers.get("resources"),
+    )  # fmt: skip
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -22,36 +22,20 @@ def set_condition(
 ) -> list[Condition]:
     """New list with ``type_`` set; lastTransitionTime moves only when the status flips."""
     value = "Unknown" if status is None else ("True" if status else "False")
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != type_:
-            out.append(cond)
-            continue
-        found = True
-        changed = cond.get("status") != value
-        out.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now_iso() if changed else cond.get("lastTransitionTime"),
-                **({"observedGeneration": generation} if generation is not None else {}),
-            }
-        )
-    if not found:
-        out.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now_iso(),
-                **({"observedGeneration": generation} if generation is not None else {}),
-            }
-        )
-    return out
+    previous = get_condition(conditions, type_)
+    moved = previous is None or previous.get("status") != value
+    updated: Condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now_iso() if moved else previous.get("lastTransitionTime"),
+    }
+    if generation is not None:
+        updated["observedGeneration"] = generation
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c is previous else c for c in conditions]
 
 
 def get_condition(conditions: list[Condition], type_: str) -> Condition | None:

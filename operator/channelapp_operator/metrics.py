@@ -1,19 +1,10 @@
-"""Prometheus metrics of the operator, and its /metrics, /healthz, /readyz server."""
+"""Prometheus metrics of the operator, and its liveness heartbeat (served by channelapp.health)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "channelapp_operator_reconciles_total", "Reconciliations of ChannelApps", ["result"]
@@ -67,29 +58,3 @@ class Heartbeat:
 
     def alive(self) -> bool:
         return time.monotonic() - self.last < self.max_silence
-
-
-async def serve(
-    host: str, port: int, alive: Callable[[], bool], ready: Callable[[], bool]
-) -> web.AppRunner:
-    async def metrics(request: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(REGISTRY))
-        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        return resp
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n") if alive() else web.Response(status=503, text="stalled\n")
-
-    async def readyz(request: web.Request) -> web.Response:
-        return (
-            web.Response(text="ready\n") if ready() else web.Response(status=503, text="starting\n")
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

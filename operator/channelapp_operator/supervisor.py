@@ -30,6 +30,7 @@ from channelapp_operator.kube import Kube
 log = logging.getLogger("channelapp.operator")
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
+PASSWORD_TTL = 30.0  # seconds a shard password read from its Secret is reused
 
 
 def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
@@ -54,7 +55,6 @@ def counted_channels(spec: Mapping[str, Any]) -> list[str]:
 class DepthReading:
     depth: int = 0
     oldest_age: float = 0.0
-    total_shards: int = 0
     unreachable: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -76,28 +76,35 @@ class AppSupervisor:
     _written: tuple[int, float] | None = None  # (replicas, when) of our last scale write
     _last_status: dict[str, Any] | None = None
     _last_scale: tuple[str, str] | None = None  # (time, reason)
+    # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
+    _passwords: dict[tuple[str, str], tuple[str | None, float]] = field(default_factory=dict)
 
     # --- queue depth ------------------------------------------------------------------------
 
     async def _layer_for(self, spec: Mapping[str, Any]) -> RedisChannelLayer:
         urls = tuple(builders.shard_urls(self.name, self.namespace, dict(spec)))
         ref = builders.password_ref(self.name, dict(spec))
-        password = None
-        if ref is not None:
-            password = await asyncio.to_thread(
-                self.kube.secret_value, self.namespace, ref["name"], ref["key"]
-            )
+        password = None if ref is None else await self._password(ref["name"], ref["key"])
         key = (urls, password)
         if self._layer is None or self._layer_key != key:
             if self._layer is not None:
                 await self._layer.close()
-            self._layer = RedisChannelLayer(list(urls), password=password, max_connections=4)
-            for shard in self._layer.shards:
-                # Fail a tick fast rather than stall the loop on a dead host.
-                shard.pool.connection_kwargs["socket_connect_timeout"] = 1.0
-                shard.pool.connection_kwargs["socket_timeout"] = 2.0
+            # Short timeouts: a dead host fails one tick fast instead of stalling the loop.
+            self._layer = RedisChannelLayer(
+                list(urls), password=password, max_connections=4, connect_timeout=1.0,
+                socket_timeout=2.0,
+            )  # fmt: skip
             self._layer_key = key
         return self._layer
+
+    async def _password(self, secret: str, key: str) -> str | None:
+        cached = self._passwords.get((secret, key))
+        now = self.clock()
+        if cached is not None and now - cached[1] < PASSWORD_TTL:
+            return cached[0]
+        value = await asyncio.to_thread(self.kube.secret_value, self.namespace, secret, key)
+        self._passwords[(secret, key)] = (value, now)
+        return value
 
     async def read_depth(self, spec: Mapping[str, Any]) -> DepthReading:
         started = time.perf_counter()
@@ -113,7 +120,6 @@ class AppSupervisor:
         return DepthReading(
             depth=sum(s["messages_pending"] for s in stats.values()),
             oldest_age=max((s["messages_max_age"] for s in stats.values()), default=0.0),
-            total_shards=len(layer.shards),
             unreachable=[str(f) for f in failures],
         )
 

@@ -13,7 +13,8 @@ import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
 from tests.support.controlplane import bin_dir, ensure_tools
-from tests.support.operator_fixtures import CRD, OperatorProcess, load_example, wait_for
+from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "channelapp-operator"

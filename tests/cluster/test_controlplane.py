@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.cluster_fixtures import KubeCluster
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.3):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def test_kubectl_version_answers(kube_cluster: KubeCluster) -> None:

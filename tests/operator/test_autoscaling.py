@@ -19,7 +19,8 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.sharding import HashRing
 
 from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess, load_example, wait_for
+from tests.support.operator_fixtures import OperatorProcess, load_example
+from tests.support.polling import wait_for
 from tests.support.redis_fixtures import RedisServer, redis_servers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess, load_example, wait_for
+from tests.support.operator_fixtures import OperatorProcess, load_example
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 

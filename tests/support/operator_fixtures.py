@@ -6,8 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +14,12 @@ import pytest
 import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
+from tests.support.polling import wait_for
 from tests.support.redis_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "operator" / "crd" / "channelapps.yaml"
 EXAMPLES = ROOT / "examples"
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float = 60.0,
-    interval: float = 0.2,
-    what: str = "condition",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(interval)
 
 
 def load_example(name: str) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ def run_local(
         )
         env["CHANNELAPP_REDIS_URLS"] = f"redis://127.0.0.1:{redis_port}/0"
         settings.redis_urls = [env["CHANNELAPP_REDIS_URLS"]]
-        _wait_for_port(redis_port)
+        wait_for_port(redis_port)
         log.info("started redis-server on 127.0.0.1:%d", redis_port)
     policy = ScalingPolicy(
         min_replicas=min_workers,
@@ -208,7 +208,7 @@ def run_local(
     return protocol.returncode or 0
 
 
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -216,4 +216,4 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port} within {timeout:g}s")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")

@@ -68,6 +68,8 @@ class RedisChannelLayer(BaseChannelLayer):
         max_message_size: int = 1 << 20,
         max_connections: int = 64,
         ssl_options: dict[str, Any] | None = None,
+        connect_timeout: float = 2.0,
+        socket_timeout: float = 10.0,
     ) -> None:
         hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
         if isinstance(hosts, str):
@@ -78,7 +80,13 @@ class RedisChannelLayer(BaseChannelLayer):
         self.group_expiry = group_expiry
         self.shards = [
             Shard(
-                i, url, password=password, max_connections=max_connections, ssl_options=ssl_options
+                i,
+                url,
+                password=password,
+                max_connections=max_connections,
+                ssl_options=ssl_options,
+                connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
             )
             for i, url in enumerate(hosts)
         ]

@@ -64,6 +64,7 @@ class Shard:
         max_connections: int = 64,
         ssl_options: dict[str, Any] | None = None,
         connect_timeout: float = 2.0,
+        socket_timeout: float = 10.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
@@ -77,7 +78,7 @@ class Shard:
             "max_connections": max_connections,
             "timeout": 10,  # waiting for a free pooled connection
             "socket_connect_timeout": connect_timeout,
-            "socket_timeout": 10,  # above the longest blocking pop (1 s)
+            "socket_timeout": socket_timeout,  # keep above the longest blocking pop (1 s)
             "socket_keepalive": True,
             "health_check_interval": 15,
         }

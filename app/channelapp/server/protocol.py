@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from channelapp import metrics
+from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
 from channelapp.server.messages import (
@@ -48,7 +48,7 @@ class ProtocolServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.app = web.Application(client_max_size=settings.max_body_size)
-        metrics.add_health_routes(self.app, lambda: not self.draining)
+        health.add_health_routes(self.app, lambda: not self.draining)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
     # --- sending to the layer ---------------------------------------------------------------

@@ -7,8 +7,8 @@ import logging
 import signal
 
 from channelapp.application import App
+from channelapp.health import serve_metrics
 from channelapp.layer import layer_from_settings
-from channelapp.metrics import serve_metrics
 from channelapp.settings import Settings
 from channelapp.worker.runner import Worker
 
