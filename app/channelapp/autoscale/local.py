@@ -205,7 +205,19 @@ def run_local(
             redis_proc.wait(10)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    return protocol.returncode or 0
+    log.info("protocol server exited with status %s", protocol.returncode)
+    return exit_status(protocol.returncode)
+
+
+def exit_status(returncode: int | None) -> int:
+    """The protocol server's status as ours; ended by the SIGTERM of a shutdown counts as clean.
+
+    A SIGTERM to the process group reaches the server directly as well as through
+    us, and the second one can land after its handler is gone.
+    """
+    if returncode is None or returncode == -signal.SIGTERM:
+        return 0
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
