@@ -11,8 +11,8 @@ import re
 
 MAX_NAME_LENGTH = 100
 
-_CHANNEL_RE = re.compile(r"^[a-zA-Z0-9\-_.]+([!?][a-zA-Z0-9\-_.]*)?$")
-_GROUP_RE = re.compile(r"^[a-zA-Z0-9\-_.]+$")
+_CHANNEL_RE = re.compile(r"[a-zA-Z0-9\-_.]+([!?][a-zA-Z0-9\-_.]*)?")
+_GROUP_RE = re.compile(r"[a-zA-Z0-9\-_.]+")
 
 
 class InvalidChannelName(ValueError):
@@ -31,7 +31,7 @@ def validate_channel_name(name: object, *, receive: bool = False) -> str:
         raise InvalidChannelName(
             f"channel name must be 1..{MAX_NAME_LENGTH - 1} characters, got {len(name)}: {name[:40]!r}"
         )
-    if not _CHANNEL_RE.match(name):
+    if not _CHANNEL_RE.fullmatch(name):
         raise InvalidChannelName(
             f"invalid channel name {name!r}: only ASCII letters, digits, '-', '_', '.' "
             "and one '!' or '?' are allowed"
@@ -46,7 +46,7 @@ def validate_group_name(name: object) -> str:
         raise InvalidChannelName(
             f"group name must be 1..{MAX_NAME_LENGTH - 1} characters, got {len(name)}: {name[:40]!r}"
         )
-    if not _GROUP_RE.match(name):
+    if not _GROUP_RE.fullmatch(name):
         raise InvalidChannelName(
             f"invalid group name {name!r}: only ASCII letters, digits, '-', '_' and '.' are allowed"
         )

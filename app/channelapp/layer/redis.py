@@ -51,6 +51,8 @@ log = logging.getLogger("channelapp.layer")
 BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancellation delays
 # Most messages one receive() fetches for the receivers waiting on its channel.
 RECEIVE_PREFETCH_MAX = 64
+# Most replies one pop takes from a process's reply list.
+REPLY_BATCH = 256
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -99,11 +101,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
         self._waiters: set[asyncio.Future[None]] = set()
         self._blocking: dict[tuple[int, tuple[str, ...]], asyncio.Task[None]] = {}
-        # One reader per process-specific list, waking only the receiver a reply is for.
+        # One reader per list that receive() waits on, waking only the receivers it fed.
         self._readers: dict[str, asyncio.Task[None]] = {}
-        self._reply_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._last_purge = time.monotonic()
-        self._receivers: defaultdict[str, int] = defaultdict(int)
         self.group_full_count = 0
 
     # --- keys -----------------------------------------------------------------------------
@@ -145,10 +146,10 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # --- receive --------------------------------------------------------------------------
 
-    def _wake_replies(self) -> None:
-        for name in list(self._reply_waiters):
+    def _wake_named(self) -> None:
+        for name in list(self._name_waiters):
             if name in self._stash:
-                for fut in self._reply_waiters.get(name, []):
+                for fut in self._name_waiters.get(name, []):
                     if not fut.done():
                         fut.set_result(None)
 
@@ -246,7 +247,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 key, item = got
                 self._deposit(key.decode() if isinstance(key, bytes) else key, item, time.time())
                 self._wake()
-                self._wake_replies()
+                self._wake_named()
 
         task = asyncio.get_running_loop().create_task(block())
         self._blocking[ident] = task
@@ -269,8 +270,6 @@ class RedisChannelLayer(BaseChannelLayer):
         channels: Iterable[str],
         max_messages: int = 100,
         timeout: float | None = None,
-        *,
-        prefetch: int = 0,
     ) -> list[tuple[str, Message]]:
         names = [validate_channel_name(c, receive=True) for c in channels]
         if not names:
@@ -280,7 +279,7 @@ class RedisChannelLayer(BaseChannelLayer):
         while True:
             out = self._take(names, max_messages)
             if len(out) < max_messages:
-                await self._pop_now(by_shard, max(max_messages - len(out), prefetch))
+                await self._pop_now(by_shard, max_messages - len(out))
                 out += self._take(names, max_messages - len(out))
             if out:
                 return out
@@ -291,24 +290,14 @@ class RedisChannelLayer(BaseChannelLayer):
             await self._wait(tasks, min(remaining, BLOCK_SECONDS + 1))
 
     async def receive(self, channel: str) -> Message:
-        validate_channel_name(channel, receive=True)
-        if is_process_specific(channel) and not channel.endswith("!"):
-            return await self._receive_reply(channel)
-        # Concurrent receivers of one channel share round trips: each pop fetches as
-        # many messages as there are receivers waiting here, into the local stash.
-        self._receivers[channel] += 1
-        try:
-            while True:
-                prefetch = min(RECEIVE_PREFETCH_MAX, self._receivers[channel])
-                got = await self.receive_many([channel], 1, None, prefetch=prefetch)
-                if got:
-                    return got[0][1]
-        finally:
-            self._receivers[channel] -= 1
-            if not self._receivers[channel]:
-                del self._receivers[channel]
+        """One message of ``channel``.
 
-    async def _receive_reply(self, channel: str) -> Message:
+        Concurrent receivers of one channel share one reader task: each of its pops
+        fetches as many messages as receivers are waiting (at most
+        ``RECEIVE_PREFETCH_MAX``), so N receivers cost one round trip, not N. Every
+        reply channel of this process (``prefix!*``) shares the reader of its list.
+        """
+        validate_channel_name(channel, receive=True)
         key = self._key(channel)
         while True:
             got = self._take([channel], 1)
@@ -318,38 +307,50 @@ class RedisChannelLayer(BaseChannelLayer):
             if reader is None or reader.done():
                 if reader is not None and reader.done() and not reader.cancelled():
                     reader.exception()
-                reader = asyncio.get_running_loop().create_task(self._read_replies(channel, key))
+                reader = asyncio.get_running_loop().create_task(self._read(channel, key))
                 self._readers[key] = reader
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._reply_waiters[channel].append(fut)
+            self._name_waiters[channel].append(fut)
             try:
                 await asyncio.wait([fut, reader], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                waiters = self._reply_waiters.get(channel)
+                waiters = self._name_waiters.get(channel)
                 if waiters is not None:
                     with contextlib.suppress(ValueError):
                         waiters.remove(fut)
                     if not waiters:
-                        del self._reply_waiters[channel]
+                        del self._name_waiters[channel]
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()  # type: ignore[misc]
 
-    async def _read_replies(self, channel: str, key: str) -> None:
-        """Pop the process's reply list while anyone waits; deposit and wake the addressee."""
+    def _waiting(self, channel: str) -> int:
+        """How many receivers of the list of ``channel`` the stash cannot serve yet."""
+        if is_process_specific(channel):
+            prefix = non_local_name(channel)
+            return sum(
+                1
+                for name in self._name_waiters
+                if name.startswith(prefix) and name not in self._stash
+            )
+        return len(self._name_waiters.get(channel, ())) - len(self._stash.get(channel, ()))
+
+    async def _read(self, channel: str, key: str) -> None:
+        """Pop the list of ``channel`` while anyone waits on it; deposit and wake the addressees."""
         shard_index = self.ring.shard_for(channel)
         shard = self.shards[shard_index]
-        prefix = non_local_name(channel)
-        while any(name.startswith(prefix) for name in self._reply_waiters):
-            flat = await shard.eval("pop_many", (key,), (256,))
-            items = [flat[i + 1] for i in range(0, len(flat), 2)]
-            if not items:
+        replies = is_process_specific(channel)
+        while (waiting := self._waiting(channel)) > 0:
+            # A reply list holds the replies of every socket of this process: take many.
+            count = REPLY_BATCH if replies else min(RECEIVE_PREFETCH_MAX, waiting)
+            flat = await shard.eval("pop_many", (key,), (count,))
+            if not flat:
                 # Shielded: cancelling the reader must not cancel a pop that may hold a message.
                 await asyncio.shield(self._start_blocking(shard_index, [key]))
                 continue
             now = time.time()
-            for item in items:
-                self._deposit(key, item, now)
-            self._wake_replies()
+            for i in range(1, len(flat), 2):
+                self._deposit(key, flat[i], now)
+            self._wake_named()
 
     async def new_channel(self, prefix: str = "specific") -> str:
         return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")

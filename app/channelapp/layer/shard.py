@@ -15,21 +15,26 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from channelapp.layer.base import ShardUnavailable
+from channelapp.layer.wire import MultiplexedConnection
 
 log = logging.getLogger("channelapp.layer")
 
 SCRIPT_NAMES = ("send", "send_batch", "send_many", "pop_many", "stats_all", "group_members")
 
 
-def _load_scripts() -> dict[str, tuple[str, str]]:
-    out = {}
-    for name in SCRIPT_NAMES:
-        src = resources.files("channelapp.layer").joinpath(f"lua/{name}.lua").read_text()
-        out[name] = (src, hashlib.sha1(src.encode()).hexdigest())
-    return out
+# Script name -> (source, sha1). Every shard can run every registered script.
+SCRIPTS: dict[str, tuple[str, str]] = {}
 
 
-SCRIPTS = _load_scripts()
+def register_script(name: str, src: str) -> None:
+    """Make a Lua script callable by name through ``Shard.eval`` (loaded on first NOSCRIPT)."""
+    SCRIPTS[name] = (src, hashlib.sha1(src.encode()).hexdigest())
+
+
+for _name in SCRIPT_NAMES:
+    register_script(
+        _name, resources.files("channelapp.layer").joinpath(f"lua/{_name}.lua").read_text()
+    )
 
 # Errors that mean "this shard cannot be reached now"; they become ShardUnavailable.
 _DOWN = (
@@ -88,6 +93,13 @@ class Shard:
             kwargs.update(ssl_options or {})
         self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
         self.client = aioredis.Redis(connection_pool=self.pool)
+        # The hot path: script calls, non-blocking pops and small reads, auto-pipelined.
+        self.wire = MultiplexedConnection(
+            dict(self.pool.connection_kwargs),
+            self.pool.connection_class,
+            connect_timeout=connect_timeout,
+            command_timeout=socket_timeout,
+        )
 
     @contextlib.asynccontextmanager
     async def guard(self, what: str) -> AsyncIterator[None]:
@@ -103,32 +115,34 @@ class Shard:
             ) from exc
 
     async def load_scripts(self) -> None:
-        for src, _sha in SCRIPTS.values():
-            await self.client.script_load(src)
+        replies = await self.wire.execute_many(
+            [("SCRIPT", "LOAD", src) for src, _ in SCRIPTS.values()]
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
+    async def execute(self, *command: Any) -> Any:
+        """One command on the multiplexed connection (errors mapped like every other call)."""
+        async with self.guard(str(command[0])):
+            return await self.wire.execute(*command)
 
     async def eval_many(
         self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]
     ) -> list[Any]:
         """Run many scripts in one pipelined round trip; per-call errors are returned in place."""
         async with self.guard("a script call"):
-            for attempt in (1, 2):
-                pipe = self.client.pipeline(transaction=False)
-                for name, keys, args in calls:
-                    pipe.evalsha(SCRIPTS[name][1], len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-                if attempt == 1 and any(isinstance(r, redis_errors.NoScriptError) for r in results):
-                    # A restarted server has an empty script cache.
-                    await self.load_scripts()
-                    redo = [
-                        i
-                        for i, r in enumerate(results)
-                        if isinstance(r, redis_errors.NoScriptError)
-                    ]
-                    again = await self.eval_many([calls[i] for i in redo])
-                    for i, r in zip(redo, again, strict=True):
-                        results[i] = r
-                return results
-        raise AssertionError("unreachable")
+            commands = [
+                ("EVALSHA", SCRIPTS[name][1], len(keys), *keys, *args) for name, keys, args in calls
+            ]
+            results = await self.wire.execute_many(commands)
+            redo = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
+            if redo:  # a restarted server has an empty script cache
+                await self.load_scripts()
+                again = await self.wire.execute_many([commands[i] for i in redo])
+                for i, r in zip(redo, again, strict=True):
+                    results[i] = r
+            return results
 
     async def eval(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         result = (await self.eval_many([(name, keys, args)]))[0]
@@ -145,6 +159,7 @@ class Shard:
             return await self.client.blpop(list(keys), timeout=timeout)
 
     async def close(self) -> None:
+        await self.wire.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
         with contextlib.suppress(Exception):

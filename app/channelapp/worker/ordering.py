@@ -17,10 +17,13 @@ from typing import Any, Protocol
 import msgpack
 
 from channelapp.layer import BaseChannelLayer, RedisChannelLayer
+from channelapp.layer.shard import Shard, register_script
 
-
-def _script(name: str) -> str:
-    return resources.files("channelapp.worker").joinpath(f"lua/{name}.lua").read_text()
+for _name in ("claim", "advance", "force"):
+    register_script(
+        f"order_{_name}",
+        resources.files("channelapp.worker").joinpath(f"lua/{_name}.lua").read_text(),
+    )
 
 
 class OrderingStore(Protocol):
@@ -34,39 +37,33 @@ class RedisOrderingStore:
     def __init__(self, layer: RedisChannelLayer, ttl: float = 3600) -> None:
         self.layer = layer
         self.ttl = int(ttl)
-        self._scripts: dict[tuple[int, str], Any] = {}
 
-    def _call(self, socket: str, name: str) -> tuple[Any, Any, list[str]]:
-        index = self.layer.ring.shard_for(socket)
-        shard = self.layer.shards[index]
-        script = self._scripts.get((index, name))
-        if script is None:
-            script = self._scripts[(index, name)] = shard.client.register_script(_script(name))
+    def _where(self, socket: str) -> tuple[Shard, list[str]]:
         p = self.layer.prefix
-        return shard, script, [f"{p}:order:{socket}", f"{p}:parked:{socket}"]
+        return self.layer.shards[self.layer.ring.shard_for(socket)], [
+            f"{p}:order:{socket}",
+            f"{p}:parked:{socket}",
+        ]
 
     async def claim(self, socket: str, order: int, message: dict[str, Any]) -> bool:
-        shard, script, keys = self._call(socket, "claim")
+        shard, keys = self._where(socket)
         packed = msgpack.packb(message, use_bin_type=True)
-        async with shard.guard("ordering"):
-            return bool(await script(keys=keys, args=[order, packed, self.ttl]))
+        return bool(await shard.eval("order_claim", keys, (order, packed, self.ttl)))
 
     async def _take(self, name: str, socket: str, order: int) -> dict[str, Any] | None:
-        shard, script, keys = self._call(socket, name)
-        async with shard.guard("ordering"):
-            raw = await script(keys=keys, args=[order, self.ttl])
+        shard, keys = self._where(socket)
+        raw = await shard.eval(name, keys, (order, self.ttl))
         return msgpack.unpackb(raw, raw=False) if raw else None
 
     async def advance(self, socket: str, order: int) -> dict[str, Any] | None:
-        return await self._take("advance", socket, order)
+        return await self._take("order_advance", socket, order)
 
     async def force(self, socket: str, order: int) -> dict[str, Any] | None:
-        return await self._take("force", socket, order)
+        return await self._take("order_force", socket, order)
 
     async def forget(self, socket: str) -> None:
-        shard, _script_obj, keys = self._call(socket, "advance")
-        async with shard.guard("ordering"):
-            await shard.client.delete(*keys)
+        shard, keys = self._where(socket)
+        await shard.execute("DEL", *keys)
 
 
 class MemoryOrderingStore:

@@ -191,12 +191,24 @@ def test_password_is_not_shown_in_errors() -> None:
         RedisChannelLayer(["http://127.0.0.1:6379"])
 
 
-def test_tls_urls_are_accepted() -> None:
-    """rediss:// selects TLS in the client; no TLS-enabled redis-server is built here."""
-    layer = RedisChannelLayer(["rediss://127.0.0.1:6380/0"], ssl_options={"ssl_cert_reqs": "none"})
-    kwargs = layer.shards[0].pool.connection_kwargs
-    assert layer.shards[0].pool.connection_class.__name__ == "SSLConnection"
-    assert kwargs["ssl_cert_reqs"] == "none"
+async def test_tls_redis_with_a_verified_certificate() -> None:
+    """rediss:// against a TLS-only redis-server; both connection paths verify its certificate."""
+    server = RedisServer(tls=True).start()
+    layer = RedisChannelLayer([server.url], ssl_options={"ssl_ca_certs": str(server.ca_file)})
+    untrusted = RedisChannelLayer([server.url], connect_timeout=2)
+    try:
+        await layer.send("tls.c", {"secret": 1})  # multiplexed connection (script call)
+        assert await layer.receive_many(["tls.c"], timeout=1) == [("tls.c", {"secret": 1})]
+        receive = asyncio.ensure_future(layer.receive("tls.c"))  # blocking pop: redis-py pool
+        await asyncio.sleep(0.2)
+        await layer.send("tls.c", {"secret": 2})
+        assert await asyncio.wait_for(receive, 5) == {"secret": 2}
+        with pytest.raises(ShardUnavailable, match="certificate"):
+            await untrusted.send("tls.c", {"x": 1})  # the system CAs do not trust it
+    finally:
+        await layer.close()
+        await untrusted.close()
+        server.cleanup()
 
 
 async def test_encrypted_bodies_are_not_plaintext_at_rest(redis_server: RedisServer) -> None:

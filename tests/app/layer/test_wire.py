@@ -1,0 +1,157 @@
+"""The multiplexed connection against a real redis-server: pipelining, errors, auth, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+import redis.asyncio as aioredis
+from channelapp.layer import RedisChannelLayer, ShardUnavailable
+from channelapp.layer.shard import Shard
+from channelapp.layer.wire import MultiplexedConnection
+from redis import exceptions as redis_errors
+
+from tests.support.redis_fixtures import RedisServer, redis_servers
+
+
+def connection(url: str, *, command_timeout: float = 5.0) -> MultiplexedConnection:
+    pool = aioredis.ConnectionPool.from_url(url)
+    return MultiplexedConnection(
+        dict(pool.connection_kwargs),
+        pool.connection_class,
+        connect_timeout=2.0,
+        command_timeout=command_timeout,
+    )
+
+
+async def _stat(server: RedisServer, field: str) -> int:
+    client = aioredis.from_url(server.url)
+    try:
+        info = await client.info("stats")
+    finally:
+        await client.aclose()
+    return int(info[field])
+
+
+async def test_concurrent_commands_share_one_connection_and_keep_their_order(
+    redis_server: RedisServer,
+) -> None:
+    conn = connection(redis_server.url)
+    try:
+        before = await _stat(redis_server, "total_connections_received")
+        results = await asyncio.gather(*(conn.execute("INCR", "wire.counter") for _ in range(500)))
+        # Each caller sees its own reply: 500 INCRs answered 1..500 in submission order.
+        assert results == list(range(1, 501))
+        assert await _stat(redis_server, "total_connections_received") - before == 2  # ours + INFO
+    finally:
+        await conn.close()
+
+
+async def test_error_replies_come_back_in_place_as_redis_py_errors(
+    redis_server: RedisServer,
+) -> None:
+    conn = connection(redis_server.url)
+    try:
+        replies = await conn.execute_many(
+            [
+                ("SET", "wire.k", "v"),
+                ("EVALSHA", "0" * 40, 0),
+                ("INCR", "wire.k"),
+                ("GET", "wire.k"),
+            ]
+        )
+        assert replies[0] == b"OK"
+        assert isinstance(replies[1], redis_errors.NoScriptError)
+        assert isinstance(replies[2], redis_errors.ResponseError)
+        assert "not an integer" in str(replies[2])
+        assert replies[3] == b"v"
+        with pytest.raises(redis_errors.ResponseError):
+            await conn.execute("NOSUCHCOMMAND")
+        assert await conn.execute("PING") == b"PONG"  # the connection survived the errors
+    finally:
+        await conn.close()
+
+
+async def test_password_and_database_come_from_the_url() -> None:
+    with redis_servers(1, password="wire-pw") as (server,):
+        conn = connection(f"redis://:wire-pw@127.0.0.1:{server.port}/3")
+        try:
+            await conn.execute("SET", "wire.db", "three")
+            assert await conn.execute("CLIENT", "INFO") is not None
+        finally:
+            await conn.close()
+        raw = aioredis.from_url(f"redis://:wire-pw@127.0.0.1:{server.port}/3")
+        try:
+            assert await raw.get("wire.db") == b"three"
+        finally:
+            await raw.aclose()
+        wrong = connection(f"redis://:nope@127.0.0.1:{server.port}/0")
+        with pytest.raises(redis_errors.AuthenticationError):
+            await wrong.execute("PING")
+        await wrong.close()
+
+
+async def test_restart_fails_commands_in_flight_then_reconnects(redis_server: RedisServer) -> None:
+    conn = connection(redis_server.url)
+    try:
+        assert await conn.execute("PING") == b"PONG"
+        # A command that is still waiting for its reply when the server goes away.
+        blocked = asyncio.ensure_future(conn.execute("BLPOP", "wire.never", 5))
+        await asyncio.sleep(0.2)
+        redis_server.stop()
+        with pytest.raises(redis_errors.ConnectionError):
+            await asyncio.wait_for(blocked, 5)
+        with pytest.raises((redis_errors.ConnectionError, OSError)):
+            await conn.execute("PING")  # down: a clear error, not a hang
+        redis_server.start()
+        assert await conn.execute("PING") == b"PONG"  # the next command reconnects
+    finally:
+        await conn.close()
+
+
+async def test_a_server_that_stops_answering_times_out(redis_server: RedisServer) -> None:
+    conn = connection(redis_server.url, command_timeout=0.5)
+    assert redis_server.proc is not None
+    try:
+        assert await conn.execute("PING") == b"PONG"
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(redis_errors.TimeoutError):
+                await asyncio.wait_for(conn.execute("PING"), 5)
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        assert await conn.execute("PING") == b"PONG"
+    finally:
+        await conn.close()
+
+
+async def test_shard_maps_wire_failures_to_shard_unavailable(redis_server: RedisServer) -> None:
+    shard = Shard(0, redis_server.url, socket_timeout=0.5)
+    try:
+        assert await shard.execute("PING") == b"PONG"
+        redis_server.stop()
+        with pytest.raises(ShardUnavailable, match="unavailable"):
+            await shard.execute("PING")
+        with pytest.raises(ShardUnavailable):
+            await shard.eval("pop_many", ("wire.k",), (1,))
+    finally:
+        await shard.close()
+
+
+async def test_closing_the_layer_closes_its_connections(redis_server: RedisServer) -> None:
+    async def clients() -> int:
+        client = aioredis.from_url(redis_server.url)
+        try:
+            return len(await client.client_list()) - 1
+        finally:
+            await client.aclose()
+
+    layer = RedisChannelLayer([redis_server.url])
+    await layer.send("wire.c", {"x": 1})
+    assert await layer.receive("wire.c") == {"x": 1}
+    assert await clients() >= 1
+    await layer.close()
+    await asyncio.sleep(0.1)
+    assert await clients() == 0
