@@ -66,6 +66,8 @@ def path(pattern: str, consumer: Any, *, protocol: Protocol = "any") -> Route:
                 f"unknown converter {conv!r} in {pattern!r} (use {', '.join(_CONVERTERS)})"
             )
         part, func = _CONVERTERS[conv]
+        if m.group("name") in converters:
+            raise RoutingError(f"parameter <{m.group('name')}> appears twice in {pattern!r}")
         regex += f"(?P<{m.group('name')}>{part})"
         converters[m.group("name")] = func
         pos = m.end()
@@ -85,7 +87,10 @@ def channel(name: str, consumer: Any) -> Route:
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
-        self._channels = {r.channel: r for r in self.routes if r.channel}
+        self._channels: dict[str, Route] = {}
+        for route in self.routes:  # the first route for a channel wins, as for paths
+            if route.channel:
+                self._channels.setdefault(route.channel, route)
 
     @property
     def custom_channels(self) -> list[str]:

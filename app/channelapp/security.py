@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
+
+# A Host header: a DNS name or an IPv4 address, or a bracketed IPv6 address, and a port.
+_HOST_RE = re.compile(r"([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?")
 
 
 def _host_only(host: str) -> str:
@@ -21,8 +25,8 @@ def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
     """Django's ALLOWED_HOSTS rules: "*" any, ".example.com" the domain and its subdomains."""
     if not allowed or "*" in allowed:
         return True
-    if not host:
-        return False
+    if not host or not _HOST_RE.fullmatch(host.strip().lower()):
+        return False  # malformed (e.g. "evil.com/.example.com"): never matches a pattern
     name = _host_only(host)
     for pattern in allowed:
         pattern = pattern.lower()
@@ -45,8 +49,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str])
         return True
     if "*" in allowed:
         return True
-    parts = urlsplit(origin)
-    if not parts.scheme or not parts.hostname:
+    try:
+        parts = urlsplit(origin)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False  # e.g. an unclosed IPv6 bracket: refused, not an error
+    if not parts.scheme or not hostname:
         return False
     origin_host = parts.netloc.lower()
     if not allowed:
@@ -57,10 +66,10 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str])
             if origin.lower().rstrip("/") == pattern.rstrip("/"):
                 return True
         elif pattern.startswith("."):
-            name = parts.hostname.lower()
+            name = hostname.lower()
             if name == pattern[1:] or name.endswith(pattern):
                 return True
-        elif origin_host == pattern or parts.hostname.lower() == pattern:
+        elif origin_host == pattern or hostname.lower() == pattern:
             return True
     return False
 

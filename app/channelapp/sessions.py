@@ -47,6 +47,19 @@ class Session(dict[str, Any]):
         self.modified = True
         super().update(*args, **kwargs)
 
+    def setdefault(self, k: str, default: Any = None) -> Any:
+        if k not in self:
+            self.modified = True
+        return super().setdefault(k, default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.modified = True
+        return super().popitem()
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+        self.modified = True
+        return super().__ior__(other)  # type: ignore[return-value]
+
 
 class SessionStore(Protocol):
     async def load(self, key: str) -> Session: ...
@@ -95,22 +108,19 @@ class RedisSessionStore:
 
     async def load(self, key: str) -> Session:
         shard, rkey = self._where(key)
-        async with shard.guard("session load"):
-            raw = await shard.client.get(rkey)
+        raw = await shard.execute("GET", rkey)
         return Session(key, msgpack.unpackb(raw, raw=False) if raw else None)
 
     async def save(self, session: Session) -> None:
         shard, rkey = self._where(session.key)
-        async with shard.guard("session save"):
-            await shard.client.set(
-                rkey, msgpack.packb(dict(session), use_bin_type=True), ex=self.ttl
-            )
+        await shard.execute(
+            "SET", rkey, msgpack.packb(dict(session), use_bin_type=True), "EX", self.ttl
+        )
         session.modified = False
 
     async def delete(self, key: str) -> None:
         shard, rkey = self._where(key)
-        async with shard.guard("session delete"):
-            await shard.client.delete(rkey)
+        await shard.execute("DEL", rkey)
 
 
 def session_store_for(layer: BaseChannelLayer, ttl: float) -> SessionStore:
