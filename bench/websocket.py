@@ -52,6 +52,9 @@ async def drive(url: str, connections: int, seconds: float) -> dict[str, float]:
         stop_at = time.perf_counter() + 1.0  # warm-up
         await asyncio.gather(*(client(http, i) for i in range(connections)))
         latencies.clear()
+        if errors:  # reported apart: a socket lost while the server warms up
+            print(f"  warm-up: {len(errors)} connection(s) ended early: {errors[0]}", flush=True)
+            errors.clear()
         started = time.perf_counter()
         stop_at = started + seconds
         await asyncio.gather(*(client(http, i) for i in range(connections)))
