@@ -54,14 +54,22 @@ class _Batch:
 
 
 class _Protocol(asyncio.Protocol):
+    """Forwards to its owner only while it is the owner's current connection.
+
+    A connection aborted after a timeout reports its loss a loop turn later; by
+    then a new connection may be up, and that one must not be failed.
+    """
+
     def __init__(self, owner: MultiplexedConnection) -> None:
         self.owner = owner
 
     def data_received(self, data: bytes) -> None:
-        self.owner._received(data)
+        if self.owner._protocol is self:
+            self.owner._received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._lost(exc)
+        if self.owner._protocol is self:
+            self.owner._lost(exc)
 
 
 class MultiplexedConnection:
@@ -86,6 +94,8 @@ class MultiplexedConnection:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._transport: asyncio.Transport | None = None
+        self._protocol: _Protocol | None = None
+        self._ready = False  # connected and set up (AUTH, SELECT): callers may submit
         self._reader: Any = None
         self._inflight: deque[_Batch] = deque()
         self._outbox: list[bytes] = []
@@ -112,7 +122,7 @@ class MultiplexedConnection:
                 factory, kw.get("host", "localhost"), kw.get("port", 6379), ssl=ssl_context
             )
         try:
-            transport, _ = await asyncio.wait_for(coro, self.connect_timeout)
+            transport, protocol = await asyncio.wait_for(coro, self.connect_timeout)
         except TimeoutError:
             raise redis_errors.TimeoutError(
                 f"connecting took longer than {self.connect_timeout}s"
@@ -122,6 +132,7 @@ class MultiplexedConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._reader = hiredis.Reader()
+        self._protocol = protocol
         self._transport = transport  # type: ignore[assignment]
         setup: list[Command] = []
         if kw.get("password"):
@@ -137,29 +148,41 @@ class MultiplexedConnection:
                     if isinstance(reply, redis_errors.ResponseError) and "AUTH" in str(reply):
                         raise redis_errors.AuthenticationError(str(reply))
                     raise reply
+        self._ready = True
 
     async def _ensure_connected(self) -> None:
-        while self._transport is None or self._transport.is_closing():
-            if self._connecting is None:
-                self._connecting = asyncio.get_running_loop().create_future()
+        """Connect once for every caller waiting; a cancelled connector hands over to a waiter."""
+        while not self._ready or self._transport is None or self._transport.is_closing():
+            connecting = self._connecting
+            if connecting is None:
+                connecting = self._connecting = asyncio.get_running_loop().create_future()
                 try:
                     await self._connect()
+                except asyncio.CancelledError:
+                    self._abort(redis_errors.ConnectionError("connecting was cancelled"))
+                    connecting.cancel()
+                    raise
                 except BaseException as exc:
-                    self._transport = None
-                    self._connecting.set_exception(exc)
-                    self._connecting.exception()  # retrieved: waiters re-raise their own copy
+                    self._abort(redis_errors.ConnectionError(f"connecting failed: {exc}"))
+                    connecting.set_exception(exc)
+                    connecting.exception()  # retrieved: each waiter re-raises it
                     raise
                 else:
-                    self._connecting.set_result(None)
+                    connecting.set_result(None)
                 finally:
                     self._connecting = None
             else:
-                await asyncio.shield(self._connecting)
+                try:
+                    await asyncio.shield(connecting)
+                except asyncio.CancelledError:
+                    if not connecting.cancelled():
+                        raise  # this caller was cancelled
+                    # the connector was cancelled, not us: try again ourselves
 
     # --- commands -------------------------------------------------------------------------
 
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
-        if self._transport is None or self._transport.is_closing():
+        if not self._ready or self._transport is None or self._transport.is_closing():
             await self._ensure_connected()
         return await self._submit(commands)
 
@@ -242,12 +265,14 @@ class MultiplexedConnection:
 
     def _abort(self, exc: Exception) -> None:
         transport, self._transport = self._transport, None
+        self._protocol, self._ready = None, False
         if transport is not None:
             transport.abort()
         self._fail(exc)
 
     def _lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._protocol, self._ready = None, False
         self._fail(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
 
     async def close(self) -> None:
@@ -255,6 +280,7 @@ class MultiplexedConnection:
             self._watchdog.cancel()
             self._watchdog = None
         transport, self._transport = self._transport, None
+        self._protocol, self._ready = None, False
         if transport is not None:
             transport.close()
         self._fail(redis_errors.ConnectionError("connection closed"))

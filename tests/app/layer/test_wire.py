@@ -155,3 +155,24 @@ async def test_closing_the_layer_closes_its_connections(redis_server: RedisServe
     await layer.close()
     await asyncio.sleep(0.1)
     assert await clients() == 0
+
+
+async def test_a_cancelled_connect_hands_over_to_the_next_caller() -> None:
+    """The caller that connects is cancelled mid-AUTH; a caller waiting on it connects itself."""
+    with redis_servers(1, password="wire-pw") as (server,):
+        assert server.proc is not None
+        conn = connection(f"redis://:wire-pw@127.0.0.1:{server.port}/0", command_timeout=3)
+        os.kill(server.proc.pid, signal.SIGSTOP)  # TCP connects, AUTH is never answered
+        try:
+            first = asyncio.ensure_future(conn.execute("PING"))
+            await asyncio.sleep(0.2)
+            second = asyncio.ensure_future(conn.execute("PING"))
+            await asyncio.sleep(0.2)
+            first.cancel()
+            await asyncio.sleep(0.2)
+            assert not second.done()  # not cancelled with the first: it connects again
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert await asyncio.wait_for(second, 5) == b"PONG"
+        assert first.cancelled()
+        await conn.close()
