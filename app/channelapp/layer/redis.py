@@ -30,6 +30,7 @@ from typing import Any
 from channelapp.layer.base import (
     BaseChannelLayer,
     ChannelFull,
+    ChannelLayerError,
     ChannelStatistics,
     Message,
     ShardUnavailable,
@@ -101,6 +102,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
         self._waiters: set[asyncio.Future[None]] = set()
         self._blocking: dict[tuple[int, tuple[str, ...]], asyncio.Task[None]] = {}
+        self._pops: set[asyncio.Task[int]] = set()
+        self._closing = False
         # One reader per list that receive() waits on, waking only the receivers it fed.
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -214,19 +217,30 @@ class RedisChannelLayer(BaseChannelLayer):
                 keys.append(key)
         return out
 
-    async def _pop_now(self, by_shard: dict[int, list[str]], limit: int) -> None:
-        """One non-blocking batch pop per shard, concurrently; results go to the stash."""
-        per_shard = max(1, limit // max(1, len(by_shard)))
+    def _start_pop(self, index: int, keys: Sequence[str], count: int) -> asyncio.Task[int]:
+        """A non-blocking batch pop whose messages reach the stash even if its caller is cancelled.
 
-        async def pop(index: int, keys: list[str]) -> None:
-            flat = await self.shards[index].eval("pop_many", keys, (per_shard,))
+        Callers await it shielded: a cancelled receive must not drop what Redis
+        already handed over (close() returns the stash to Redis).
+        """
+
+        async def pop() -> int:
+            flat = await self.shards[index].eval("pop_many", keys, (count,))
             now = time.time()
             for i in range(0, len(flat), 2):
                 self._deposit(keys[int(flat[i]) - 1], flat[i + 1], now)
+            return len(flat) // 2
 
-        results = await asyncio.gather(
-            *(pop(i, k) for i, k in by_shard.items()), return_exceptions=True
-        )
+        task = asyncio.get_running_loop().create_task(pop())
+        self._pops.add(task)
+        task.add_done_callback(self._pops.discard)
+        return task
+
+    async def _pop_now(self, by_shard: dict[int, list[str]], limit: int) -> None:
+        """One non-blocking batch pop per shard, concurrently; results go to the stash."""
+        per_shard = max(1, limit // max(1, len(by_shard)))
+        tasks = [self._start_pop(i, k, per_shard) for i, k in by_shard.items()]
+        results = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -277,6 +291,8 @@ class RedisChannelLayer(BaseChannelLayer):
         by_shard = self._keys_by_shard(names)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._closing:
+                raise ChannelLayerError("the channel layer is closing")
             out = self._take(names, max_messages)
             if len(out) < max_messages:
                 await self._pop_now(by_shard, max_messages - len(out))
@@ -303,6 +319,8 @@ class RedisChannelLayer(BaseChannelLayer):
             got = self._take([channel], 1)
             if got:
                 return got[0][1]
+            if self._closing:
+                raise ChannelLayerError("the channel layer is closing")
             reader = self._readers.get(key)
             if reader is None or reader.done():
                 if reader is not None and reader.done() and not reader.cancelled():
@@ -337,19 +355,14 @@ class RedisChannelLayer(BaseChannelLayer):
     async def _read(self, channel: str, key: str) -> None:
         """Pop the list of ``channel`` while anyone waits on it; deposit and wake the addressees."""
         shard_index = self.ring.shard_for(channel)
-        shard = self.shards[shard_index]
         replies = is_process_specific(channel)
-        while (waiting := self._waiting(channel)) > 0:
+        while (waiting := self._waiting(channel)) > 0 and not self._closing:
             # A reply list holds the replies of every socket of this process: take many.
             count = REPLY_BATCH if replies else min(RECEIVE_PREFETCH_MAX, waiting)
-            flat = await shard.eval("pop_many", (key,), (count,))
-            if not flat:
-                # Shielded: cancelling the reader must not cancel a pop that may hold a message.
+            # Shielded: cancelling the reader must not cancel a pop that may hold messages.
+            if not await asyncio.shield(self._start_pop(shard_index, (key,), count)):
                 await asyncio.shield(self._start_blocking(shard_index, [key]))
                 continue
-            now = time.time()
-            for i in range(1, len(flat), 2):
-                self._deposit(key, flat[i], now)
             self._wake_named()
 
     async def new_channel(self, prefix: str = "specific") -> str:
@@ -550,19 +563,34 @@ class RedisChannelLayer(BaseChannelLayer):
             log.info("returned %d unreceived message(s) to %s", len(items), channel)
 
     async def close(self) -> None:
-        readers = [t for t in self._readers.values() if not t.done()]
-        if readers:  # they stop by themselves once nobody waits (within one blocking pop)
-            await asyncio.wait(readers, timeout=BLOCK_SECONDS + 2)
-        for reader in self._readers.values():
-            reader.cancel()
-        await asyncio.gather(*self._readers.values(), return_exceptions=True)
-        self._readers.clear()
-        pending = [t for t in self._blocking.values() if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=BLOCK_SECONDS + 2)
-        for task in pending:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved, so no "never retrieved" warning
-        await self._return_stash()
-        for shard in self.shards:
-            await shard.close()
+        """Stop receiving, hand popped-but-untaken messages back to Redis, close connections.
+
+        Receivers still waiting get ``ChannelLayerError``; pops in flight are awaited,
+        not cancelled, so what they bring back is returned too. The layer may be used
+        again afterwards (connections reopen on demand).
+        """
+        self._closing = True
+        try:
+            for waiters in self._name_waiters.values():
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            self._wake()
+            readers = [t for t in self._readers.values() if not t.done()]
+            if readers:  # they stop at their next turn (within one blocking pop)
+                await asyncio.wait(readers, timeout=BLOCK_SECONDS + 2)
+            for reader in self._readers.values():
+                reader.cancel()  # still running: stuck on an unreachable shard
+            await asyncio.gather(*self._readers.values(), return_exceptions=True)
+            self._readers.clear()
+            pending = [t for t in (*self._blocking.values(), *self._pops) if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=BLOCK_SECONDS + 2)
+            for task in pending:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so no "never retrieved" warning
+            await self._return_stash()
+            for shard in self.shards:
+                await shard.close()
+        finally:
+            self._closing = False

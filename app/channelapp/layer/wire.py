@@ -102,8 +102,24 @@ class MultiplexedConnection:
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- connecting -----------------------------------------------------------------------
+
+    def _forget_other_loop(self) -> None:
+        """Drop a connection made in another (finished) event loop without touching that loop.
+
+        A layer may outlive the loop it was first used in (``asyncio.run`` per test, a
+        sync wrapper); its transport, timer and futures belong to that loop and can
+        neither be used nor completed from this one.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._transport, self._protocol, self._ready = None, None, False
+        self._inflight = deque()
+        self._outbox = []
+        self._flush_scheduled = False
+        self._watchdog = None
+        self._connecting = None
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -182,6 +198,8 @@ class MultiplexedConnection:
     # --- commands -------------------------------------------------------------------------
 
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        if self._loop is not asyncio.get_running_loop():
+            self._forget_other_loop()
         if not self._ready or self._transport is None or self._transport.is_closing():
             await self._ensure_connected()
         return await self._submit(commands)
@@ -266,9 +284,9 @@ class MultiplexedConnection:
     def _abort(self, exc: Exception) -> None:
         transport, self._transport = self._transport, None
         self._protocol, self._ready = None, False
+        self._fail(exc)
         if transport is not None:
             transport.abort()
-        self._fail(exc)
 
     def _lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -276,6 +294,9 @@ class MultiplexedConnection:
         self._fail(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
 
     async def close(self) -> None:
+        if self._loop is not asyncio.get_running_loop():
+            self._forget_other_loop()  # that loop's transport went with it
+            return
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

@@ -7,6 +7,8 @@ channels_redis users does not happen here.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,8 @@ from collections import Counter
 
 import pytest
 import redis.asyncio as aioredis
-from channelapp.layer import RedisChannelLayer, ShardUnavailable
+from channelapp.layer import ChannelLayerError, RedisChannelLayer, ShardUnavailable
+from channelapp.layer.redis import BLOCK_SECONDS
 from channelapp.layer.sharding import HashRing
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
@@ -355,3 +358,52 @@ async def test_many_concurrent_reply_receivers_in_one_process(redis_server: Redi
     finally:
         await server_side.close()
         await worker_side.close()
+
+
+async def test_close_with_receivers_waiting_returns_what_it_popped(
+    redis_server: RedisServer,
+) -> None:
+    """Waiting receivers hear that the layer closes; a message popped meanwhile goes back."""
+    layer = RedisChannelLayer([redis_server.url])
+    other = RedisChannelLayer([redis_server.url])
+    try:
+        waiting = [asyncio.ensure_future(layer.receive("close.c")) for _ in range(3)]
+        reply = asyncio.ensure_future(layer.receive(await layer.new_channel("r")))
+        await asyncio.sleep(0.3)  # their readers now block in Redis
+        closing = asyncio.ensure_future(layer.close())
+        await asyncio.sleep(0.1)
+        await other.send("close.c", {"n": 0})  # may land in a blocking pop of the closing layer
+        await asyncio.wait_for(closing, 10)
+        for task in [*waiting, reply]:
+            with pytest.raises(ChannelLayerError, match="closing"):
+                await task
+        await asyncio.sleep(BLOCK_SECONDS + 0.5)  # no reader of the closed layer is left popping
+        await other.send("close.c", {"n": 1})
+        got = await other.receive_many(["close.c"], 10, timeout=2)
+        assert [m["n"] for _, m in got] == [0, 1]
+    finally:
+        await other.close()
+
+
+async def test_cancelling_a_receive_mid_pop_loses_nothing(redis_server: RedisServer) -> None:
+    """The worker cancels its receive on SIGTERM; what Redis already handed over goes back."""
+    assert redis_server.proc is not None
+    layer = RedisChannelLayer([redis_server.url])
+    for i in range(5):
+        await layer.send("cancel.c", {"i": i})
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)  # the pop waits in the socket
+    try:
+        receive = asyncio.ensure_future(layer.receive_many(["cancel.c"], 5, timeout=1))
+        await asyncio.sleep(0.2)
+        receive.cancel()
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    with pytest.raises(asyncio.CancelledError):
+        await receive
+    await layer.close()
+    other = RedisChannelLayer([redis_server.url])
+    try:
+        got = await other.receive_many(["cancel.c"], 10, timeout=1)
+        assert [m["i"] for _, m in got] == [0, 1, 2, 3, 4]
+    finally:
+        await other.close()

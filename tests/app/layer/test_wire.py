@@ -176,3 +176,18 @@ async def test_a_cancelled_connect_hands_over_to_the_next_caller() -> None:
         assert await asyncio.wait_for(second, 5) == b"PONG"
         assert first.cancelled()
         await conn.close()
+
+
+def test_a_connection_outlives_its_event_loop(redis_server: RedisServer) -> None:
+    """Used from a new loop after the first ended without close(): reconnects, no wedge."""
+    conn = connection(redis_server.url, command_timeout=2)
+
+    async def round_trip() -> list[object]:
+        return await asyncio.wait_for(
+            conn.execute_many([("SET", "wire.l", "1"), ("GET", "wire.l")]), 5
+        )
+
+    assert asyncio.run(round_trip()) == [b"OK", b"1"]
+    assert asyncio.run(round_trip()) == [b"OK", b"1"]
+    assert asyncio.run(round_trip()) == [b"OK", b"1"]
+    asyncio.run(conn.close())
