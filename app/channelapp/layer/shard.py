@@ -123,9 +123,18 @@ class Shard:
                 raise reply
 
     async def execute(self, *command: Any) -> Any:
-        """One command on the multiplexed connection (errors mapped like every other call)."""
+        """One idempotent command (GET, SET, DEL) on the multiplexed connection.
+
+        A connection found dead (a restarted server, an idle connection dropped on
+        the way) is retried once on a fresh one, as redis-py would. Script calls are
+        never retried: a send that reached Redis before the connection broke would
+        be queued twice.
+        """
         async with self.guard(str(command[0])):
-            return await self.wire.execute(*command)
+            try:
+                return await self.wire.execute(*command)
+            except redis_errors.ConnectionError:
+                return await self.wire.execute(*command)
 
     async def eval_many(
         self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]

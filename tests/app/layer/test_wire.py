@@ -191,3 +191,17 @@ def test_a_connection_outlives_its_event_loop(redis_server: RedisServer) -> None
     assert asyncio.run(round_trip()) == [b"OK", b"1"]
     assert asyncio.run(round_trip()) == [b"OK", b"1"]
     asyncio.run(conn.close())
+
+
+async def test_idempotent_commands_are_retried_once_on_a_dead_connection(
+    redis_server: RedisServer,
+) -> None:
+    """The server dropped the connection and the loop has not noticed yet: GET retries once."""
+    shard = Shard(0, redis_server.url)
+    try:
+        await shard.execute("SET", "wire.r", "v")
+        assert redis_server.command("CLIENT", "KILL", "TYPE", "normal").startswith(":")
+        # No await in between: the next command is written to the killed connection.
+        assert await shard.execute("GET", "wire.r") == b"v"
+    finally:
+        await shard.close()
