@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from channelapp.layer.base import ShardUnavailable
-from channelapp.layer.wire import MultiplexedConnection
+from channelapp.layer.wire import MultiplexedConnection, NotSent
 
 log = logging.getLogger("channelapp.layer")
 
@@ -144,7 +144,10 @@ class Shard:
             commands = [
                 ("EVALSHA", SCRIPTS[name][1], len(keys), *keys, *args) for name, keys, args in calls
             ]
-            results = await self.wire.execute_many(commands)
+            try:
+                results = await self.wire.execute_many(commands)
+            except NotSent:  # the connection died unnoticed; nothing reached Redis
+                results = await self.wire.execute_many(commands)
             redo = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
             if redo:  # a restarted server has an empty script cache
                 await self.load_scripts()
@@ -165,7 +168,14 @@ class Shard:
 
     async def blpop(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
         async with self.guard("a blocking receive"):
-            return await self.client.blpop(list(keys), timeout=timeout)
+            try:
+                return await self.client.blpop(list(keys), timeout=timeout)
+            except redis_errors.ConnectionError:
+                # A restarted server leaves the pool's idle connections dead, and the hot
+                # path (its own connection) may have noticed first: drop them, retry once.
+                # Safe for at-most-once: a pop lost with its connection is not repeated.
+                await self.pool.disconnect(inuse_connections=False)
+                return await self.client.blpop(list(keys), timeout=timeout)
 
     async def close(self) -> None:
         await self.wire.close()

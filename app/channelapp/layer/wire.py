@@ -41,16 +41,21 @@ def reply_error(err: hiredis.ReplyError) -> redis_errors.RedisError:
     return redis_errors.ResponseError(text)
 
 
+class NotSent(redis_errors.ConnectionError):
+    """The connection was lost before these commands were written: safe to send again."""
+
+
 class _Batch:
     """Replies of one submitted batch of commands, resolved when the last one arrives."""
 
-    __slots__ = ("expected", "future", "replies", "sent_at")
+    __slots__ = ("expected", "future", "replies", "sent_at", "written")
 
     def __init__(self, expected: int, future: asyncio.Future[list[Any]], sent_at: float) -> None:
         self.expected = expected
         self.replies: list[Any] = []
         self.future = future
         self.sent_at = sent_at
+        self.written = False
 
 
 class _Protocol(asyncio.Protocol):
@@ -230,13 +235,16 @@ class MultiplexedConnection:
         self._flush_scheduled = False
         if not self._outbox:
             return
+        if self._transport is None or self._transport.is_closing():
+            # Lost before anything of the outbox left: those batches fail as NotSent.
+            self._abort(redis_errors.ConnectionError("connection to redis lost"))
+            return
         data = b"".join(self._outbox)
         self._outbox.clear()
-        if self._transport is None or self._transport.is_closing():
-            self._fail(
-                redis_errors.ConnectionError("connection closed before the command was sent")
-            )
-            return
+        for batch in reversed(self._inflight):
+            if batch.written:
+                break
+            batch.written = True
         self._transport.write(data)
 
     def _received(self, data: bytes) -> None:
@@ -274,11 +282,13 @@ class MultiplexedConnection:
     # --- failure and close ----------------------------------------------------------------
 
     def _fail(self, exc: Exception) -> None:
+        """Fail every batch: with ``exc`` if it was written, with NotSent if not."""
         inflight, self._inflight = self._inflight, deque()
         self._outbox.clear()
+        not_sent = NotSent(f"not sent: {exc}")
         for batch in inflight:
             if not batch.future.done():
-                batch.future.set_exception(exc)
+                batch.future.set_exception(exc if batch.written else not_sent)
                 batch.future.exception()  # a caller that went away must not warn
 
     def _abort(self, exc: Exception) -> None:

@@ -159,15 +159,22 @@ async def test_channels_redis_20_reconnects_after_a_redis_restart(
 
 
 async def test_receive_blocked_during_restart_recovers(redis_server: RedisServer) -> None:
+    """A blocking receive outlives a restart (one retry, fresh connection); down is an error."""
     layer = RedisChannelLayer([redis_server.url])
     try:
         waiting = asyncio.create_task(layer.receive_many(["work.wait"], timeout=20))
         await asyncio.sleep(0.3)
         redis_server.restart()
+        await layer.send("work.wait", {"ok": 1})
+        assert await asyncio.wait_for(waiting, 10) == [("work.wait", {"ok": 1})]
+        waiting = asyncio.create_task(layer.receive_many(["work.wait"], timeout=20))
+        await asyncio.sleep(0.3)
+        redis_server.stop()
         with pytest.raises(ShardUnavailable):
             await asyncio.wait_for(waiting, 10)
-        await layer.send("work.wait", {"ok": True})
-        assert await layer.receive_many(["work.wait"], timeout=2) == [("work.wait", {"ok": True})]
+        redis_server.start()
+        await layer.send("work.wait", {"ok": 2})
+        assert await layer.receive_many(["work.wait"], timeout=2) == [("work.wait", {"ok": 2})]
     finally:
         await layer.close()
 
@@ -407,3 +414,21 @@ async def test_cancelling_a_receive_mid_pop_loses_nothing(redis_server: RedisSer
         assert [m["i"] for _, m in got] == [0, 1, 2, 3, 4]
     finally:
         await other.close()
+
+
+async def test_blocking_receive_after_a_restart_drops_dead_pooled_connections(
+    redis_server: RedisServer,
+) -> None:
+    """The first blocking pop after a restart must not fail on a connection the pool kept."""
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        assert await layer.receive_many(["restart.b"], timeout=0.2) == []  # pools a connection
+        await asyncio.sleep(BLOCK_SECONDS + 0.2)  # its blocking pop has returned to the pool
+        redis_server.restart()
+        await layer.send("restart.other", {"x": 0})  # the hot path reconnects on its own
+        receive = asyncio.ensure_future(layer.receive("restart.b"))
+        await asyncio.sleep(0.3)  # blocks in Redis, on a fresh connection
+        await layer.send("restart.b", {"x": 1})
+        assert await asyncio.wait_for(receive, 5) == {"x": 1}
+    finally:
+        await layer.close()

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from channelapp.layer import RedisChannelLayer, ShardUnavailable
 from channelapp.layer.shard import Shard
-from channelapp.layer.wire import MultiplexedConnection
+from channelapp.layer.wire import MultiplexedConnection, NotSent
 from redis import exceptions as redis_errors
 
 from tests.support.redis_fixtures import RedisServer, redis_servers
@@ -101,8 +101,9 @@ async def test_restart_fails_commands_in_flight_then_reconnects(redis_server: Re
         blocked = asyncio.ensure_future(conn.execute("BLPOP", "wire.never", 5))
         await asyncio.sleep(0.2)
         redis_server.stop()
-        with pytest.raises(redis_errors.ConnectionError):
+        with pytest.raises(redis_errors.ConnectionError) as lost:
             await asyncio.wait_for(blocked, 5)
+        assert not isinstance(lost.value, NotSent)  # it was written: it may have run, no retry
         with pytest.raises((redis_errors.ConnectionError, OSError)):
             await conn.execute("PING")  # down: a clear error, not a hang
         redis_server.start()
