@@ -107,6 +107,8 @@ class RedisChannelLayer(BaseChannelLayer):
         # One reader per list that receive() waits on, waking only the receivers it fed.
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._key_waiting: defaultdict[str, int] = defaultdict(int)  # receive()s per list
+        self._fresh: set[str] = set()  # names deposited since the last wake-up
         self._last_purge = time.monotonic()
         self.group_full_count = 0
 
@@ -150,11 +152,12 @@ class RedisChannelLayer(BaseChannelLayer):
     # --- receive --------------------------------------------------------------------------
 
     def _wake_named(self) -> None:
-        for name in list(self._name_waiters):
-            if name in self._stash:
-                for fut in self._name_waiters.get(name, []):
-                    if not fut.done():
-                        fut.set_result(None)
+        """Wake the receive()s of the names just deposited (not every waiting name)."""
+        fresh, self._fresh = self._fresh, set()
+        for name in fresh:
+            for fut in self._name_waiters.get(name, ()):
+                if not fut.done():
+                    fut.set_result(None)
 
     def _wake(self) -> None:
         for fut in self._waiters:
@@ -169,6 +172,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if not name:
             name = key[len(self.prefix) + 4 :]
         self._stash[name].append((ts, body, key, item))
+        self._fresh.add(name)
 
     def _take(self, channels: Sequence[str], limit: int) -> list[tuple[str, Message]]:
         out: list[tuple[str, Message]] = []
@@ -229,6 +233,7 @@ class RedisChannelLayer(BaseChannelLayer):
             now = time.time()
             for i in range(0, len(flat), 2):
                 self._deposit(keys[int(flat[i]) - 1], flat[i + 1], now)
+            self._wake_named()
             return len(flat) // 2
 
         task = asyncio.get_running_loop().create_task(pop())
@@ -329,9 +334,13 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._readers[key] = reader
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._name_waiters[channel].append(fut)
+            self._key_waiting[key] += 1
             try:
                 await asyncio.wait([fut, reader], return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self._key_waiting[key] -= 1
+                if not self._key_waiting[key]:
+                    del self._key_waiting[key]
                 waiters = self._name_waiters.get(channel)
                 if waiters is not None:
                     with contextlib.suppress(ValueError):
@@ -341,29 +350,29 @@ class RedisChannelLayer(BaseChannelLayer):
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()  # type: ignore[misc]
 
-    def _waiting(self, channel: str) -> int:
-        """How many receivers of the list of ``channel`` the stash cannot serve yet."""
+    def _waiting(self, channel: str, key: str) -> int:
+        """How many receive()s the reader of ``key`` still has to feed.
+
+        A channel's own list: its receivers less what the stash already holds for
+        them, so the reader never pops more than is asked for. A reply list: every
+        receiver of the process's reply channels; popping a little ahead there is
+        harmless, as every reply in it is for this process.
+        """
+        waiting = self._key_waiting.get(key, 0)
         if is_process_specific(channel):
-            prefix = non_local_name(channel)
-            return sum(
-                1
-                for name in self._name_waiters
-                if name.startswith(prefix) and name not in self._stash
-            )
-        return len(self._name_waiters.get(channel, ())) - len(self._stash.get(channel, ()))
+            return waiting
+        return waiting - len(self._stash.get(channel, ()))
 
     async def _read(self, channel: str, key: str) -> None:
-        """Pop the list of ``channel`` while anyone waits on it; deposit and wake the addressees."""
+        """Pop the list of ``channel`` while anyone waits on it; deposits wake the addressees."""
         shard_index = self.ring.shard_for(channel)
         replies = is_process_specific(channel)
-        while (waiting := self._waiting(channel)) > 0 and not self._closing:
+        while (waiting := self._waiting(channel, key)) > 0 and not self._closing:
             # A reply list holds the replies of every socket of this process: take many.
             count = REPLY_BATCH if replies else min(RECEIVE_PREFETCH_MAX, waiting)
             # Shielded: cancelling the reader must not cancel a pop that may hold messages.
             if not await asyncio.shield(self._start_pop(shard_index, (key,), count)):
                 await asyncio.shield(self._start_blocking(shard_index, [key]))
-                continue
-            self._wake_named()
 
     async def new_channel(self, prefix: str = "specific") -> str:
         return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")
