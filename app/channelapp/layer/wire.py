@@ -98,16 +98,24 @@ class MultiplexedConnection:
         self._class = connection_class
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
+        self._reader: Any = None
+        self._reset(None)
+
+    def _reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """No connection, nothing queued: the state of a new object, bound to ``loop``."""
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._ready = False  # connected and set up (AUTH, SELECT): callers may submit
-        self._reader: Any = None
         self._inflight: deque[_Batch] = deque()
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def _usable(self) -> bool:
+        return self._ready and self._transport is not None and not self._transport.is_closing()
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -118,13 +126,7 @@ class MultiplexedConnection:
         sync wrapper); its transport, timer and futures belong to that loop and can
         neither be used nor completed from this one.
         """
-        self._loop = asyncio.get_running_loop()
-        self._transport, self._protocol, self._ready = None, None, False
-        self._inflight = deque()
-        self._outbox = []
-        self._flush_scheduled = False
-        self._watchdog = None
-        self._connecting = None
+        self._reset(asyncio.get_running_loop())
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -173,7 +175,7 @@ class MultiplexedConnection:
 
     async def _ensure_connected(self) -> None:
         """Connect once for every caller waiting; a cancelled connector hands over to a waiter."""
-        while not self._ready or self._transport is None or self._transport.is_closing():
+        while not self._usable:
             connecting = self._connecting
             if connecting is None:
                 connecting = self._connecting = asyncio.get_running_loop().create_future()
@@ -205,7 +207,7 @@ class MultiplexedConnection:
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
         if self._loop is not asyncio.get_running_loop():
             self._forget_other_loop()
-        if not self._ready or self._transport is None or self._transport.is_closing():
+        if not self._usable:
             await self._ensure_connected()
         return await self._submit(commands)
 
@@ -291,17 +293,20 @@ class MultiplexedConnection:
                 batch.future.set_exception(exc if batch.written else not_sent)
                 batch.future.exception()  # a caller that went away must not warn
 
-    def _abort(self, exc: Exception) -> None:
+    def _detach(self, exc: Exception) -> asyncio.Transport | None:
+        """Forget the current connection and fail what was queued on it; returns its transport."""
         transport, self._transport = self._transport, None
         self._protocol, self._ready = None, False
         self._fail(exc)
+        return transport
+
+    def _abort(self, exc: Exception) -> None:
+        transport = self._detach(exc)
         if transport is not None:
             transport.abort()
 
     def _lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._protocol, self._ready = None, False
-        self._fail(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
+        self._detach(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():
@@ -310,8 +315,6 @@ class MultiplexedConnection:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        transport, self._transport = self._transport, None
-        self._protocol, self._ready = None, False
+        transport = self._detach(redis_errors.ConnectionError("connection closed"))
         if transport is not None:
             transport.close()
-        self._fail(redis_errors.ConnectionError("connection closed"))
