@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +169,28 @@ def write_self_signed(cert_path: Path, key_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+
+
+async def redis_info(server: RedisServer, section: str) -> dict[str, Any]:
+    """``INFO section`` of ``server``, read on a client of its own."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(server.url)
+    try:
+        return await client.info(section)
+    finally:
+        await client.aclose()
+
+
+async def command_calls(server: RedisServer, command: str) -> int:
+    """How many times ``server`` has run ``command`` (INFO commandstats)."""
+    stats = await redis_info(server, "commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def client_count(server: RedisServer) -> int:
+    """Clients connected to ``server``, not counting the one asking."""
+    return int((await redis_info(server, "clients"))["connected_clients"]) - 1
 
 
 def _resp(args: list[str]) -> bytes:

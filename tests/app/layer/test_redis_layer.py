@@ -24,21 +24,18 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.redis_fixtures import RedisServer, redis_servers
+from tests.support.redis_fixtures import (
+    RedisServer,
+    client_count,
+    command_calls,
+    redis_servers,
+)
 
 
 async def redis_keys(server: RedisServer) -> list[bytes]:
     client = aioredis.from_url(server.url)
     try:
         return sorted(await client.keys("*"))
-    finally:
-        await client.aclose()
-
-
-async def client_count(server: RedisServer) -> int:
-    client = aioredis.from_url(server.url)
-    try:
-        return len(await client.client_list()) - 1  # minus this one
     finally:
         await client.aclose()
 
@@ -306,20 +303,11 @@ async def test_channels_redis_83_group_send_is_one_call_per_shard(
     for m in members:
         await sharded.group_add("room.big", m)
     await sharded.group_send("room.big", {"warm": 1})  # first use loads the scripts (NOSCRIPT)
-    before = [await _calls(s, "evalsha") for s in redis_shards]
+    before = [await command_calls(s, "evalsha") for s in redis_shards]
     await sharded.group_send("room.big", {"x": 1})
-    after = [await _calls(s, "evalsha") for s in redis_shards]
+    after = [await command_calls(s, "evalsha") for s in redis_shards]
     # One send_many per shard, plus the group_members read on the group's shard.
     assert sum(after) - sum(before) == 4
-
-
-async def _calls(server: RedisServer, command: str) -> int:
-    client = aioredis.from_url(server.url)
-    try:
-        info = await client.info("commandstats")
-    finally:
-        await client.aclose()
-    return int(info.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 async def test_statistics_cost_one_round_trip_per_shard(
@@ -328,9 +316,9 @@ async def test_statistics_cost_one_round_trip_per_shard(
     names = [f"st.c{i}" for i in range(90)]
     for n in names[:30]:
         await sharded.send(n, {"x": 1})
-    before = [await _calls(s, "hmget") for s in redis_shards]
+    before = [await command_calls(s, "hmget") for s in redis_shards]
     stats = await sharded.channels_statistics(names)
-    after = [await _calls(s, "hmget") for s in redis_shards]
+    after = [await command_calls(s, "hmget") for s in redis_shards]
     assert sum(s["messages_pending"] for s in stats.values()) == 30
     # two HMGETs (sent, full) per shard in one pipeline, not per channel
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 2]

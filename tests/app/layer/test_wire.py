@@ -13,7 +13,7 @@ from channelapp.layer.shard import Shard
 from channelapp.layer.wire import MultiplexedConnection, NotSent
 from redis import exceptions as redis_errors
 
-from tests.support.redis_fixtures import RedisServer, redis_servers
+from tests.support.redis_fixtures import RedisServer, client_count, redis_info, redis_servers
 
 
 def connection(url: str, *, command_timeout: float = 5.0) -> MultiplexedConnection:
@@ -26,25 +26,19 @@ def connection(url: str, *, command_timeout: float = 5.0) -> MultiplexedConnecti
     )
 
 
-async def _stat(server: RedisServer, field: str) -> int:
-    client = aioredis.from_url(server.url)
-    try:
-        info = await client.info("stats")
-    finally:
-        await client.aclose()
-    return int(info[field])
-
-
 async def test_concurrent_commands_share_one_connection_and_keep_their_order(
     redis_server: RedisServer,
 ) -> None:
     conn = connection(redis_server.url)
     try:
-        before = await _stat(redis_server, "total_connections_received")
+        before = int((await redis_info(redis_server, "stats"))["total_connections_received"])
         results = await asyncio.gather(*(conn.execute("INCR", "wire.counter") for _ in range(500)))
         # Each caller sees its own reply: 500 INCRs answered 1..500 in submission order.
         assert results == list(range(1, 501))
-        assert await _stat(redis_server, "total_connections_received") - before == 2  # ours + INFO
+        assert (
+            int((await redis_info(redis_server, "stats"))["total_connections_received"]) - before
+            == 2
+        )  # ours + INFO
     finally:
         await conn.close()
 
@@ -142,20 +136,13 @@ async def test_shard_maps_wire_failures_to_shard_unavailable(redis_server: Redis
 
 
 async def test_closing_the_layer_closes_its_connections(redis_server: RedisServer) -> None:
-    async def clients() -> int:
-        client = aioredis.from_url(redis_server.url)
-        try:
-            return len(await client.client_list()) - 1
-        finally:
-            await client.aclose()
-
     layer = RedisChannelLayer([redis_server.url])
     await layer.send("wire.c", {"x": 1})
     assert await layer.receive("wire.c") == {"x": 1}
-    assert await clients() >= 1
+    assert await client_count(redis_server) >= 1
     await layer.close()
     await asyncio.sleep(0.1)
-    assert await clients() == 0
+    assert await client_count(redis_server) == 0
 
 
 async def test_a_cancelled_connect_hands_over_to_the_next_caller() -> None:
