@@ -14,20 +14,14 @@ from urllib.parse import urlsplit
 _HOST_RE = re.compile(r"([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?")
 
 
-def _host_only(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):  # [::1]:8000
-        return host.split("]")[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
     """Django's ALLOWED_HOSTS rules: "*" any, ".example.com" the domain and its subdomains."""
     if not allowed or "*" in allowed:
         return True
-    if not host or not _HOST_RE.fullmatch(host.strip().lower()):
-        return False  # malformed (e.g. "evil.com/.example.com"): never matches a pattern
-    name = _host_only(host)
+    match = _HOST_RE.fullmatch(host.strip().lower()) if host else None
+    if match is None:
+        return False  # missing or malformed (e.g. "evil.com/.example.com"): never allowed
+    name = match.group(1)  # without the port
     for pattern in allowed:
         pattern = pattern.lower()
         if pattern.startswith("."):
