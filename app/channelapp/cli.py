@@ -51,10 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=_autoscale,
         default=(1, 1),
         metavar="MIN..MAX",
-        help="grow and shrink the worker pool from queue depth (default 1..1)",
+        help="grow and shrink the worker pool from demand and queue wait (default 1..1)",
     )
     p.add_argument(
-        "--target-depth", type=int, default=10, help="waiting messages per worker (default 10)"
+        "--target-utilization",
+        type=float,
+        default=0.9,
+        help="share of the workers' capacity the steady demand may use (default 0.9)",
+    )
+    p.add_argument(
+        "--target-wait",
+        type=float,
+        default=0.5,
+        help="seconds within which waiting messages should be drained (default 0.5)",
+    )
+    p.add_argument(
+        "--target-depth",
+        type=int,
+        default=10,
+        help="waiting messages per worker until a handling time is measured (default 10)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="messages each worker runs at once (default: the app's setting)",
     )
     p.add_argument(
         "--scale-down-window",
@@ -106,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             high,
             target_depth=args.target_depth,
             scale_down_window=args.scale_down_window,
+            target_utilization=args.target_utilization,
+            target_queue_wait=args.target_wait,
+            concurrency=args.concurrency,
         )
     return 0
 

@@ -45,6 +45,10 @@ class Settings:
     # Worker: how many messages run at once, and how long SIGTERM waits for them.
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0
+    # Worker: how often it publishes its load (in flight, handled, busy time) for the
+    # autoscaler, and how long a report counts; a killed worker stops counting after that.
+    worker_report_interval: float = 0.5
+    worker_report_ttl: float = 3.0
     session_ttl: float = 86400.0
 
     @classmethod

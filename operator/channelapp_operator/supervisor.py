@@ -1,10 +1,11 @@
-"""One ChannelApp's loop: read queue depth from every shard, scale workers, keep status true.
+"""One ChannelApp's loop: read the load from every shard, scale workers, keep status true.
 
 A kopf daemon runs :meth:`AppSupervisor.tick` every ``pollIntervalSeconds``.
-Each tick costs one pipelined round trip per shard (the layer's statistics
-call), one apply of ``spec.replicas`` when the decision changes the count, and
-one status patch when the status changed. A failed read never scales: the app
-is marked ``Degraded`` and its replicas are left alone.
+Each tick costs one pipelined round trip per shard (the layer's ``load`` call:
+depth, oldest age and sent counters per channel, and the workers' reports), one
+apply of ``spec.replicas`` when the decision changes the count, and one status
+patch when the status changed. A failed read never scales: the app is marked
+``Degraded`` and its replicas are left alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
+from channelapp.autoscale.signals import Load, LoadTracker, Sample
 from channelapp.layer import RedisChannelLayer
 from channelapp.layer.shard import redact
 from channelapp.settings import PROTOCOL_CHANNELS
@@ -31,6 +33,7 @@ log = logging.getLogger("channelapp.operator")
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
 PASSWORD_TTL = 30.0  # seconds a shard password read from its Secret is reused
+LOAD_STATUS_EVERY = 10.0  # seconds between status refreshes of the load figures alone
 
 
 def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
@@ -43,6 +46,9 @@ def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
         scale_down_window=float(w.get("scaleDownStabilizationSeconds", 30)),
         max_scale_up_step=w.get("maxScaleUpStep"),
         max_scale_down_step=w.get("maxScaleDownStep"),
+        target_utilization=float(w.get("targetUtilization", 0.9)),
+        target_queue_wait=float(w.get("targetQueueWaitSeconds", 0.5)),
+        concurrency=int(w.get("concurrency", 64)),
     )
 
 
@@ -57,6 +63,8 @@ class DepthReading:
     oldest_age: float = 0.0
     unreachable: list[str] = field(default_factory=list)
     error: str | None = None
+    sent: int = 0
+    workers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +84,12 @@ class AppSupervisor:
     _written: tuple[int, float] | None = None  # (replicas, when) of our last scale write
     _last_status: dict[str, Any] | None = None
     _last_scale: tuple[str, str] | None = None  # (time, reason)
+    _tracker: LoadTracker = field(default_factory=LoadTracker)
+    _load: Load | None = None
+    _reason: str = ""
+    _load_status: dict[str, Any] | None = None
+    _load_status_at: float = float("-inf")
+    _load_status_scale: tuple[str, str] | None = None
     # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
     _passwords: dict[tuple[str, str], tuple[str | None, float]] = field(default_factory=dict)
 
@@ -110,17 +124,18 @@ class AppSupervisor:
         started = time.perf_counter()
         try:
             layer = await self._layer_for(spec)
-            stats, failures = await asyncio.wait_for(
-                layer.statistics_and_health(counted_channels(spec)), timeout=5
-            )
+            reading = await asyncio.wait_for(layer.load(counted_channels(spec)), timeout=5)
         except Exception as exc:
             return DepthReading(error=f"{type(exc).__name__}: {exc}")
         finally:
             metrics.DEPTH_READ_SECONDS.observe(time.perf_counter() - started)
+        stats = reading.channels.values()
         return DepthReading(
-            depth=sum(s["messages_pending"] for s in stats.values()),
-            oldest_age=max((s["messages_max_age"] for s in stats.values()), default=0.0),
-            unreachable=[str(f) for f in failures],
+            depth=sum(s["messages_pending"] for s in stats),
+            oldest_age=max((s["messages_max_age"] for s in stats), default=0.0),
+            unreachable=[str(f) for f in reading.failures],
+            sent=sum(s["messages_count"] for s in stats),
+            workers=dict(reading.workers),
         )
 
     # --- one tick ---------------------------------------------------------------------------
@@ -196,7 +211,10 @@ class AppSupervisor:
         now = self.clock()
         if self._state is None:
             self._state = ScalingState.starting_at(current, now)
-        decision = decide(policy, self._state, reading.depth, current, now)
+        sample = Sample(now, reading.depth, reading.oldest_age, reading.sent, reading.workers)
+        self._load = self._tracker.observe(sample)
+        decision = decide(policy, self._state, self._load, current, now)
+        self._reason = decision.reason
         if not decision.changes(current):
             return current
         await self._write(current, decision.replicas, decision.reason)
@@ -323,12 +341,41 @@ class AppSupervisor:
             out["oldestMessageAgeSeconds"] = round(reading.oldest_age, 3)
         else:
             out["queueDepth"] = status.get("queueDepth", 0)
+        load = self._load_figures(status)
+        if load:
+            out["load"] = load
         if self._last_scale is not None:
             out["lastScaleTime"], out["lastScaleReason"] = self._last_scale
         elif status.get("lastScaleTime"):
             out["lastScaleTime"] = status["lastScaleTime"]
             out["lastScaleReason"] = status.get("lastScaleReason", "")
         return out
+
+    def _load_figures(self, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The load behind the last decision, refreshed at most every LOAD_STATUS_EVERY seconds.
+
+        The figures move on every tick; writing them each time would patch the status
+        every poll interval while messages flow. A scale decision refreshes them at once.
+        """
+        if self._load is None:
+            return status.get("load")
+        now = self.clock()
+        fresh = now - self._load_status_at < LOAD_STATUS_EVERY
+        if self._load_status is not None and fresh and self._load_status_scale == self._last_scale:
+            return self._load_status
+        load = self._load
+        figures: dict[str, Any] = {
+            "inFlight": load.in_flight,
+            "liveWorkers": load.workers,
+            "reason": self._reason[:1000],
+        }
+        if load.arrival_rate is not None:
+            figures["arrivalRate"] = round(load.arrival_rate, 2)
+        if load.handling_time is not None:
+            figures["handlingTimeSeconds"] = round(load.handling_time, 4)
+        self._load_status, self._load_status_at = figures, now
+        self._load_status_scale = self._last_scale
+        return figures
 
     async def close(self) -> None:
         if self._layer is not None:

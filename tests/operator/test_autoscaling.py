@@ -4,18 +4,21 @@ process, the real control plane, and a real local worker draining the queue."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from channelapp.autoscale.local import WorkerPool
 from channelapp.layer import RedisChannelLayer
 from channelapp.layer.sharding import HashRing
 
@@ -294,3 +297,104 @@ def test_unreachable_shard_degrades_and_leaves_replicas_alone(
     assert (
         f'channelapp_operator_queue_depth{{app="{name}",namespace="{namespace}"}} 55.0' in metrics
     )
+
+
+def test_a_steady_load_holds_a_steady_worker_count(
+    kube_cluster: KubeCluster,
+    namespace: str,
+    operator: OperatorProcess,
+    shards: list[RedisServer],
+) -> None:
+    """40 jobs/s of 100 ms, one at a time per worker: 4 busy, 5 workers at 90 %.
+
+    The simulated node runs nothing, so real worker processes on this machine stand in
+    for the worker pods: as many as the Deployment's ``spec.replicas`` says, started and
+    stopped (SIGTERM, drained) as it changes. The operator's decisions therefore change
+    the capacity that drains the queue, as on a real node. Sized from depth alone this
+    load sawtoothed; sized from demand the count settles and stays.
+    """
+    name = apply_app(
+        kube_cluster,
+        namespace,
+        shards,
+        minReplicas=1,
+        maxReplicas=10,
+        scaleDownStabilizationSeconds=5,
+        pollIntervalSeconds=0.5,
+        channels=["jobs"],
+        concurrency=1,
+    )
+    wait_for(lambda: worker_replicas(kube_cluster, namespace, name) == 1, 30)
+    env = {
+        **os.environ,
+        "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
+        "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
+        "CHANNELAPP_WORKER_CONCURRENCY": "1",
+    }
+    pool = WorkerPool("channelapp.examples.jobs:app", env)
+    counts: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def stand_in_for_pods() -> None:
+        while not stop.is_set():
+            replicas = worker_replicas(kube_cluster, namespace, name)
+            pool.reap()
+            if replicas >= 0 and replicas != len(pool.running):
+                pool.resize(replicas)
+            counts.append((time.monotonic(), replicas))
+            stop.wait(0.2)
+
+    pods = threading.Thread(target=stand_in_for_pods, daemon=True)
+    pods.start()
+    try:
+        answered, waits = asyncio.run(steady_jobs(shards, rate=40, ms=100, seconds=45))
+    finally:
+        stop.set()
+        pods.join(10)
+        pool.stop(30)
+    sent = 40 * 45
+    assert answered == sent, f"{sent - answered} of {sent} jobs never answered"
+    started = counts[0][0]
+    steady = [c for t, c in counts if t - started >= 20]
+    changes = sum(1 for a, b in itertools.pairwise(steady) if a != b)
+    assert changes <= 1, steady
+    assert all(4 <= c <= 6 for c in steady), steady
+    late = sorted(w for t, w in waits if t >= 20)
+    assert late[int(0.99 * (len(late) - 1))] < 1.0, late[-20:]
+
+    status = chapp(kube_cluster, namespace, name)["status"]
+    load = status["load"]
+    assert 30 <= load["arrivalRate"] <= 50, load
+    assert 0.09 <= load["handlingTimeSeconds"] <= 0.2, load
+    assert load["liveWorkers"] >= 1 and "busy" in load["reason"], load
+    assert "arrivals" in status["lastScaleReason"], status
+
+
+async def steady_jobs(
+    shards: list[RedisServer], rate: float, ms: float, seconds: float
+) -> tuple[int, list[tuple[float, float]]]:
+    """Send ``rate`` jobs/s for ``seconds``; return how many were answered and (at, wait)."""
+    layer = RedisChannelLayer(urls(shards), password=PASSWORD, capacity=100_000)
+    reply = await layer.new_channel("jobs.done")
+    waits: list[tuple[float, float]] = []
+    started = time.monotonic()
+
+    async def collect() -> None:
+        while True:
+            message = await layer.receive(reply)
+            waits.append((time.monotonic() - started, float(message["waited"])))
+
+    collector = asyncio.create_task(collect())
+    try:
+        for n in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+            job = {"type": "job", "n": n, "ms": ms, "sent": time.time(), "reply": reply}
+            await layer.send("jobs", job)
+        deadline = time.monotonic() + 30
+        while len(waits) < int(rate * seconds) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        collector.cancel()
+        await asyncio.gather(collector, return_exceptions=True)
+        await layer.close()
+    return len(waits), waits

@@ -44,6 +44,21 @@ INVALID = {
         "spec.workers.minReplicas",
         "minReplicas must be less than or equal",
     ),
+    "zero-utilization": (
+        with_spec(workers={"targetUtilization": 0}),
+        "spec.workers.targetUtilization",
+        "targetUtilization must be within 0.05..1",
+    ),
+    "utilization-above-one": (
+        with_spec(workers={"targetUtilization": 1.5}),
+        "spec.workers.targetUtilization",
+        "less than or equal to 1",
+    ),
+    "zero-queue-wait": (
+        with_spec(workers={"targetQueueWaitSeconds": 0}),
+        "spec.workers.targetQueueWaitSeconds",
+        "targetQueueWaitSeconds must be at least 0.01",
+    ),
     "zero-shards": (
         with_spec(redis={"managed": {"shards": 0}}),
         "spec.redis.managed.shards",
@@ -133,6 +148,7 @@ def test_schema_fills_defaults(
     assert (w["minReplicas"], w["maxReplicas"], w["targetQueueDepth"]) == (1, 10, 10)
     assert (w["scaleDownStabilizationSeconds"], w["pollIntervalSeconds"]) == (30, 1)
     assert (w["concurrency"], w["terminationGracePeriodSeconds"], w["channels"]) == (64, 30, [])
+    assert (w["targetUtilization"], w["targetQueueWaitSeconds"]) == (0.9, 0.5)
     assert spec["redis"] == {"managed": {"shards": 1, "image": "redis:7.4-alpine"}}
     assert spec["imagePullPolicy"] == "IfNotPresent"
 

@@ -1,7 +1,7 @@
 """``channelapp run APP --autoscale MIN..MAX``: a protocol server and a worker pool on one machine.
 
-The pool grows and shrinks from queue depth with the same policy the operator
-uses, like Celery's ``--autoscale``. Workers are separate processes sharing a
+The pool grows and shrinks from demand (arrival rate x handling time) and queue
+wait with the same policy and signals the operator uses, like Celery's ``--autoscale``. Workers are separate processes sharing a
 Redis layer; when ``CHANNELAPP_REDIS_URLS`` is not set and ``redis-server`` is
 installed, a private one is started on a free loopback port and stopped on exit.
 Scale-in sends SIGTERM, so a worker finishes what it holds before it exits.
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
+from channelapp.autoscale.signals import LoadTracker, Sample
 from channelapp.layer import RedisChannelLayer, ShardUnavailable
 from channelapp.loading import load_app
 from channelapp.settings import Settings
@@ -70,6 +71,21 @@ class WorkerPool:
         self.draining.clear()
 
 
+async def read_sample(layer: RedisChannelLayer, channels: Sequence[str], at: float) -> Sample:
+    """One read of everything the policy needs; raises ShardUnavailable when a shard is down."""
+    reading = await layer.load(channels)
+    if reading.failures:
+        raise reading.failures[0]
+    stats = reading.channels.values()
+    return Sample(
+        at=at,
+        depth=sum(s["messages_pending"] for s in stats),
+        oldest_age=max((s["messages_max_age"] for s in stats), default=0.0),
+        sent=sum(s["messages_count"] for s in stats),
+        workers=reading.workers,
+    )
+
+
 async def scale_loop(
     layer: RedisChannelLayer,
     channels: Sequence[str],
@@ -79,16 +95,17 @@ async def scale_loop(
     interval: float = 0.5,
 ) -> None:
     state = ScalingState.starting_at(len(pool.running), time.monotonic())
+    tracker = LoadTracker()
     while not stop.is_set():
         pool.reap()
         try:
-            stats = await layer.channels_statistics(channels)
+            sample = await read_sample(layer, channels, time.monotonic())
         except ShardUnavailable as exc:
-            log.warning("queue depth unreadable, pool left at %d: %s", len(pool.running), exc)
+            log.warning("load unreadable, pool left at %d: %s", len(pool.running), exc)
         else:
-            depth = sum(s["messages_pending"] for s in stats.values())
+            load = tracker.observe(sample)
             current = len(pool.running)
-            decision = decide(policy, state, depth, current, time.monotonic())
+            decision = decide(policy, state, load, current, sample.at)
             if decision.changes(current):
                 log.info("workers %d -> %d: %s", current, decision.replicas, decision.reason)
                 pool.resize(decision.replicas)
@@ -107,10 +124,16 @@ def run_local(
     *,
     target_depth: int = 10,
     scale_down_window: float = 10.0,
+    target_utilization: float = 0.9,
+    target_queue_wait: float = 0.5,
+    concurrency: int | None = None,
 ) -> int:
     app = load_app(app_path)
     settings = Settings.from_env(app.settings)
     env = dict(os.environ)
+    if concurrency is not None:
+        env["CHANNELAPP_WORKER_CONCURRENCY"] = str(concurrency)
+        settings.worker_concurrency = concurrency
     redis_proc: subprocess.Popen[bytes] | None = None
     workdir = None
     if not settings.redis_urls:
@@ -149,6 +172,9 @@ def run_local(
         max_replicas=max_workers,
         target_depth=target_depth,
         scale_down_window=scale_down_window,
+        target_utilization=target_utilization,
+        target_queue_wait=target_queue_wait,
+        concurrency=settings.worker_concurrency,
     )
     pool = WorkerPool(app_path, env)
     protocol = subprocess.Popen(

@@ -8,6 +8,7 @@ from channelapp.layer.base import (
     Message,
     MessageTooLarge,
     ShardUnavailable,
+    WorkerReport,
 )
 from channelapp.layer.factory import layer_from_settings
 from channelapp.layer.memory import InMemoryChannelLayer
@@ -25,5 +26,6 @@ __all__ = [
     "MessageTooLarge",
     "RedisChannelLayer",
     "ShardUnavailable",
+    "WorkerReport",
     "layer_from_settings",
 ]

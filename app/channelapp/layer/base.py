@@ -42,6 +42,19 @@ class ChannelStatistics(TypedDict):
     """Sends refused with :class:`ChannelFull`."""
 
 
+class WorkerReport(TypedDict):
+    """What one worker process publishes about itself for the autoscaler."""
+
+    in_flight: int
+    """Messages its consumers are running now."""
+    handled: int
+    """Messages it has finished since it started."""
+    busy_seconds: float
+    """Sum of the time its consumers spent on those messages."""
+    concurrency: int
+    """Most messages it runs at once."""
+
+
 class BaseChannelLayer(abc.ABC):
     """Async channel layer API shared by the Redis and in-memory backends."""
 
@@ -94,6 +107,12 @@ class BaseChannelLayer(abc.ABC):
     @abc.abstractmethod
     async def global_statistics(self) -> ChannelStatistics:
         """Totals over every channel of the layer."""
+
+    async def report_worker(self, worker: str, report: WorkerReport, ttl: float) -> None:
+        """Publish ``worker``'s load for ``ttl`` seconds (a no-op where no autoscaler reads it)."""
+
+    async def forget_worker(self, worker: str) -> None:
+        """Withdraw ``worker``'s report (a clean stop)."""
 
     async def close(self) -> None:
         """Release connections and background tasks."""

@@ -9,6 +9,8 @@ Layout on each shard (``P`` is the key prefix):
 - ``P:sent`` / ``P:full``: hashes of per-channel counters (statistics).
 - ``P:channels``: the set of channel names seen, so global statistics need no SCAN.
 - ``P:group:<name>``: a sorted set of member channels scored by the time they joined.
+- ``P:workers`` (on one shard): each worker's last load report, with an expiry on the
+  server's clock, for the autoscaler.
 
 Popped messages that the caller has not taken yet (a blocking pop that returns
 after its caller moved on, a batch larger than asked, replies for other
@@ -34,6 +36,7 @@ from channelapp.layer.base import (
     ChannelStatistics,
     Message,
     ShardUnavailable,
+    WorkerReport,
 )
 from channelapp.layer.capacity import CapacityPolicy
 from channelapp.layer.names import (
@@ -45,7 +48,7 @@ from channelapp.layer.names import (
 from channelapp.layer.serializers import MessageCorrupt, Serializer, enqueued_at, frame, unframe
 from channelapp.layer.shard import SendBatcher, Shard
 from channelapp.layer.sharding import HashRing
-from channelapp.layer.stats import empty_stats, total
+from channelapp.layer.stats import LoadReading, empty_stats, live_reports, total
 
 log = logging.getLogger("channelapp.layer")
 
@@ -54,6 +57,8 @@ BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancella
 RECEIVE_PREFETCH_MAX = 64
 # Most replies one pop takes from a process's reply list.
 REPLY_BATCH = 256
+# The name whose shard keeps the workers' load reports (``P:workers``).
+WORKERS_REGISTRY = "workers"
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -455,7 +460,7 @@ class RedisChannelLayer(BaseChannelLayer):
         return (await self.channels_statistics([channel]))[channel]
 
     async def channels_statistics(self, channels: Iterable[str]) -> dict[str, ChannelStatistics]:
-        out, failures = await self._statistics(channels, every_shard=False)
+        out, failures, _ = await self._statistics(channels, every_shard=False)
         if failures:
             raise failures[0]
         return out
@@ -469,11 +474,41 @@ class RedisChannelLayer(BaseChannelLayer):
         PING), so a caller such as the autoscaler learns the health of all shards
         in the same round trip it reads depth with.
         """
-        return await self._statistics(channels, every_shard=True)
+        reading = await self.load(channels, workers=False)
+        return reading.channels, reading.failures
+
+    async def load(self, channels: Iterable[str], *, workers: bool = True) -> LoadReading:
+        """Everything the autoscaler reads, in one pipelined round trip per shard.
+
+        Per channel: waiting depth, oldest message age and the sent counter (whose
+        rate is the arrival rate); per live worker: its last report; per
+        unreachable shard: one failure.
+        """
+        out, failures, reports = await self._statistics(channels, every_shard=True, workers=workers)
+        return LoadReading(out, reports, failures)
+
+    def _workers_key(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def _workers_shard(self) -> Shard:
+        return self._shard(WORKERS_REGISTRY)
+
+    async def report_worker(self, worker: str, report: WorkerReport, ttl: float) -> None:
+        state = (
+            f"{int(report['in_flight'])} {int(report['handled'])} "
+            f"{float(report['busy_seconds']):.6f} {int(report['concurrency'])}"
+        )
+        ttl_ms = max(1, int(ttl * 1000))
+        await self._workers_shard().eval(
+            "worker_beat", (self._workers_key(),), (worker, ttl_ms, state)
+        )
+
+    async def forget_worker(self, worker: str) -> None:
+        await self._workers_shard().execute("HDEL", self._workers_key(), worker)
 
     async def _statistics(
-        self, channels: Iterable[str], *, every_shard: bool
-    ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable]]:
+        self, channels: Iterable[str], *, every_shard: bool, workers: bool = False
+    ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable], dict[str, WorkerReport]]:
         names = [validate_channel_name(c, receive=True) for c in channels]
         by_shard: dict[int, list[str]] = defaultdict(list)
         if every_shard:
@@ -481,26 +516,37 @@ class RedisChannelLayer(BaseChannelLayer):
                 by_shard[shard.index] = []
         for name in names:
             by_shard[self.ring.shard_for(name)].append(name)
+        workers_at = self._workers_shard().index if workers else -1
+        if workers:
+            by_shard.setdefault(workers_at, [])
         sent, full, _ = self._meta_keys()
         out: dict[str, ChannelStatistics] = {}
+        reports: dict[str, WorkerReport] = {}
 
         async def one(index: int, shard_names: list[str]) -> None:
             shard = self.shards[index]
             counters = [self._counter_name(n) for n in shard_names]
             async with shard.guard("statistics"):
                 pipe = shard.client.pipeline(transaction=False)
-                if not shard_names:
-                    pipe.ping()
-                    await pipe.execute()
-                    return
                 for name in shard_names:
                     pipe.llen(self._key(name))
                     pipe.lindex(self._key(name), 0)
-                pipe.hmget(sent, counters)
-                pipe.hmget(full, counters)
+                if shard_names:
+                    pipe.hmget(sent, counters)
+                    pipe.hmget(full, counters)
+                if index == workers_at:
+                    pipe.time()
+                    pipe.hgetall(self._workers_key())
+                if not shard_names and index != workers_at:
+                    pipe.ping()
                 replies = await pipe.execute()
+            if index == workers_at:
+                reports.update(live_reports(replies[-2], replies[-1]))
+            if not shard_names:
+                return
             now = time.time()
-            sent_counts, full_counts = replies[-2], replies[-1]
+            base = 2 * len(shard_names)
+            sent_counts, full_counts = replies[base], replies[base + 1]
             for i, name in enumerate(shard_names):
                 stats = empty_stats()
                 stats["messages_pending"] = int(replies[2 * i])
@@ -519,7 +565,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 failures.append(result)
             elif isinstance(result, BaseException):
                 raise result
-        return out, failures
+        return out, failures, reports
 
     async def shard_statistics(self) -> list[ChannelStatistics]:
         """Totals per shard (one script call each), in shard order."""

@@ -19,7 +19,15 @@ from channelapp.layer.wire import MultiplexedConnection, NotSent
 
 log = logging.getLogger("channelapp.layer")
 
-SCRIPT_NAMES = ("send", "send_batch", "send_many", "pop_many", "stats_all", "group_members")
+SCRIPT_NAMES = (
+    "send",
+    "send_batch",
+    "send_many",
+    "pop_many",
+    "stats_all",
+    "group_members",
+    "worker_beat",
+)
 
 
 # Script name -> (source, sha1). Every shard can run every registered script.

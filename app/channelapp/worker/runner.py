@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from typing import Any
 
 from channelapp import metrics
 from channelapp.application import App
 from channelapp.consumers.context import Context
-from channelapp.layer import BaseChannelLayer, ShardUnavailable
+from channelapp.layer import BaseChannelLayer, ShardUnavailable, WorkerReport
 from channelapp.sessions import session_store_for
 from channelapp.settings import Settings
 from channelapp.worker.dispatch import answer_failure, invoke
@@ -44,14 +47,52 @@ class Worker:
         self.ordering = ordering_store_for(layer, self.settings.session_ttl)
         self.inflight: set[asyncio.Task[None]] = set()
         self.handled = 0
+        self.running = 0  # messages whose consumer runs now
+        self.busy_seconds = 0.0  # time consumers spent on the messages handled
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.ready = False
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def report(self) -> WorkerReport:
+        return {
+            "in_flight": self.running,
+            "handled": self.handled,
+            "busy_seconds": self.busy_seconds,
+            "concurrency": self.concurrency,
+        }
+
+    async def _report_load(self) -> None:
+        """Publish this worker's load until stopped; a failed report is retried next interval."""
+        interval = self.settings.worker_report_interval
+        ttl = max(self.settings.worker_report_ttl, 2 * interval)
+        warned = False
+        while True:
+            try:
+                await self.layer.report_worker(self.id, self.report(), ttl)
+                warned = False
+            except ShardUnavailable as exc:
+                if not warned:
+                    log.warning("could not publish the worker's load for the autoscaler: %s", exc)
+                warned = True
+            await asyncio.sleep(interval)
+
     async def run(self) -> None:
         log.info("worker consuming %s (concurrency %d)", ", ".join(self.channels), self.concurrency)
+        reporter = asyncio.create_task(self._report_load())
+        try:
+            await self._consume()
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            try:
+                await self.layer.forget_worker(self.id)
+            except ShardUnavailable:
+                pass  # its report expires on its own
+
+    async def _consume(self) -> None:
         self.ready = True
         backoff = 0.1
         while not self._stopping.is_set():
@@ -139,6 +180,7 @@ class Worker:
         ctx = Context(self.layer, self.settings, channel, message, self.sessions)
         t0 = time.perf_counter()
         metrics.IN_FLIGHT.inc()
+        self.running += 1
         try:
             outcome = await invoke(self.app, ctx)
         except Exception:
@@ -150,6 +192,9 @@ class Worker:
                 log.error("could not answer the failure on %s: %s", channel, exc)
         finally:
             metrics.IN_FLIGHT.dec()
-        metrics.HANDLER_LATENCY.labels(channel).observe(time.perf_counter() - t0)
+            self.running -= 1
+        elapsed = time.perf_counter() - t0
+        metrics.HANDLER_LATENCY.labels(channel).observe(elapsed)
         metrics.MESSAGES_HANDLED.labels(channel, outcome).inc()
+        self.busy_seconds += elapsed
         self.handled += 1

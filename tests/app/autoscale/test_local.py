@@ -62,3 +62,64 @@ async def test_pool_grows_with_the_queue_and_shrinks_after(tmp_path: Path) -> No
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+
+
+async def test_a_steady_load_holds_a_steady_pool(tmp_path: Path) -> None:
+    """20 requests/s of 100 ms on workers running one at a time need 2 busy workers.
+
+    Sized from depth alone, the pool sawtoothed: the queue empties, workers go, the
+    queue refills, workers come back. Sized from demand it settles and stays.
+    """
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "channelapp", "run", "channelapp.examples.echo:app",
+             "--port", str(port), "--autoscale", "1..8", "--concurrency", "1",
+             "--scale-down-window", "5"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        latencies: list[float] = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{url}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+
+            async def one(n: int) -> int:
+                t0 = time.monotonic()
+                async with http.get(
+                    f"{url}/work/{n}/?ms=100", timeout=aiohttp.ClientTimeout(60)
+                ) as r:
+                    latencies.append(time.monotonic() - t0)
+                    return r.status
+
+            started = time.monotonic()
+            steady_from = started + 12
+            tasks = []
+            mark: int | None = None  # log lines written before the steady phase
+            for n in range(20 * 36):  # 36 s at 20/s, open loop
+                await asyncio.sleep(max(0.0, started + n / 20 - time.monotonic()))
+                tasks.append(asyncio.create_task(one(n)))
+                if mark is None and time.monotonic() >= steady_from:
+                    mark = len(log_path.read_text().splitlines())
+            statuses = await asyncio.gather(*tasks)
+        assert statuses.count(200) == len(statuses)
+        lines = log_path.read_text().splitlines()
+        events = [line for line in lines[mark:] if re.search(r"workers \d+ -> \d+:", line)]
+        # Old rule: a change every few seconds (the 5 s window, then the queue refilling).
+        assert len(events) <= 2, "\n".join(events) + "\n" + "\n".join(lines[-40:])
+        waits = sorted(latencies[len(latencies) // 3 :])
+        p99 = waits[int(0.99 * (len(waits) - 1))]
+        assert p99 < 1.5, p99  # 100 ms of work; the depth rule let it wait seconds
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide, raw_desired
+from channelapp.autoscale.signals import Load
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ def test_raw_is_ceil_of_depth_over_target_clamped() -> None:
 
 def test_scale_up_is_immediate_and_jumps_straight_to_the_need() -> None:
     p = ScalingPolicy(min_replicas=1, max_replicas=40, target_depth=10, scale_down_window=300)
-    d = decide(p, ScalingState.starting_at(1, 0.0), depth=400, current=1, now=0.5)
+    d = decide(p, ScalingState.starting_at(1, 0.0), 400, current=1, now=0.5)
     assert d.replicas == 40
     assert "queue depth 400 needs 40" in d.reason
 
@@ -156,3 +157,141 @@ def test_noisy_constant_depth_does_not_flap(policy: ScalingPolicy, level: int, n
     downs = [c for c in changes if c[2] < c[1]]
     # Steps may still be climbing or descending towards the level, but never both ways.
     assert not (ups and downs), changes
+
+
+# --- sizing from demand -----------------------------------------------------------------------
+
+
+def steady(rate: float, handling: float, concurrency: int = 1, **kw: float) -> Load:
+    return Load(
+        arrival_rate=rate,
+        handling_time=handling,
+        concurrency=concurrency,
+        workers=kw.pop("workers", 1),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_worked_example_little_law() -> None:
+    # 100 jobs/s of 50 ms on workers running one at a time: 5 busy, 6 workers at 90 %.
+    p = ScalingPolicy(min_replicas=1, max_replicas=10, target_utilization=0.9)
+    d = decide(p, ScalingState.starting_at(1, 0.0), steady(100, 0.05), 1, now=1)
+    assert d.replicas == 6
+    assert "arrivals 100.0/s x 50 ms = 5.00 busy: 6 worker(s) of 1 at 90%" in d.reason
+
+
+def test_an_empty_queue_does_not_scale_in_workers_that_are_busy() -> None:
+    """The sawtooth: depth 0 while workers keep up must not read as 'no work'."""
+    p = ScalingPolicy(min_replicas=1, max_replicas=10, scale_down_window=5)
+    state = ScalingState.starting_at(6, 0.0)
+    for t in range(1, 120):
+        assert decide(p, state, steady(100, 0.05, workers=6), 6, now=float(t)).replicas == 6
+
+
+def test_a_backlog_older_than_the_target_adds_workers_to_drain_it() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=50, target_queue_wait=0.5)
+    load = steady(100, 0.05, depth=400, oldest_age=1.0, workers=6)
+    d = decide(p, ScalingState.starting_at(6, 0.0), load, 6, now=1)
+    assert d.replicas == 45  # 5 busy + 400 x 0.05 / 0.5 = 45 slots
+    assert "400 waiting (oldest 1.0s) drained within 0.5s by 45" in d.reason
+
+
+def test_a_fresh_burst_is_left_to_the_headroom() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=50, target_queue_wait=0.5)
+    load = steady(100, 0.05, depth=20, oldest_age=0.05, workers=6)
+    assert decide(p, ScalingState.starting_at(6, 0.0), load, 6, now=1).replicas == 6
+
+
+def test_workers_still_starting_are_not_asked_for_twice() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=50)
+    load = steady(100, 0.05, depth=400, oldest_age=2.0, workers=3)  # 45 asked, 3 report
+    assert decide(p, ScalingState.starting_at(45, 0.0), load, 45, now=1).replicas == 45
+
+
+def test_old_messages_add_one_worker_per_decision_when_the_estimate_is_off() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=10, target_queue_wait=0.5)
+    load = steady(10, 0.05, depth=3, oldest_age=5.0, workers=2)  # estimate says 1 is plenty
+    assert decide(p, ScalingState.starting_at(2, 0.0), load, 2, now=1).replicas == 3
+
+
+def test_without_a_handling_time_the_depth_rule_stands_in() -> None:
+    p = ScalingPolicy(min_replicas=0, max_replicas=40, target_depth=10)
+    d = decide(p, ScalingState(), Load(depth=400, arrival_rate=0.0), 0, now=0)
+    assert d.replicas == 40 and "queue depth 400 needs 40" in d.reason
+
+
+def test_an_idle_app_sleeps_only_when_nothing_arrives_or_runs() -> None:
+    p = ScalingPolicy(min_replicas=0, max_replicas=5, scale_down_window=0)
+    assert raw_desired(p, Load(arrival_rate=0.0, handling_time=0.05)) == 0
+    assert raw_desired(p, Load(arrival_rate=0.5, handling_time=0.05)) == 1
+    assert raw_desired(p, Load(in_flight=1, handling_time=0.05)) == 1
+
+
+loads = st.builds(
+    Load,
+    depth=st.integers(0, 10_000),
+    oldest_age=st.floats(0, 600),
+    arrival_rate=st.none() | st.floats(0, 50_000),
+    handling_time=st.none() | st.floats(0.0001, 60),
+    in_flight=st.integers(0, 5000),
+    concurrency=st.none() | st.integers(1, 256),
+    workers=st.integers(0, 100),
+)
+
+
+@given(
+    load=loads,
+    current=st.integers(0, 60),
+    lo=st.integers(0, 20),
+    span=st.integers(0, 40),
+    util=st.floats(0.05, 1.0),
+    wait=st.floats(0.01, 60),
+)
+@settings(max_examples=400, deadline=None)
+def test_demand_decisions_stay_within_bounds(
+    load: Load, current: int, lo: int, span: int, util: float, wait: float
+) -> None:
+    p = ScalingPolicy(
+        min_replicas=lo,
+        max_replicas=max(1, lo + span),
+        target_utilization=util,
+        target_queue_wait=wait,
+    )
+    d = decide(p, ScalingState.starting_at(current, 0.0), load, current, now=1.0)
+    assert p.min_replicas <= d.replicas <= p.max_replicas
+    assert d.reason
+
+
+@given(
+    rate=st.floats(0.1, 2000),
+    handling=st.floats(0.001, 5),
+    concurrency=st.integers(1, 64),
+    start=st.integers(1, 30),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_constant_load_settles_once_and_stays(
+    rate: float, handling: float, concurrency: int, start: int
+) -> None:
+    """Whatever it starts from, a steady load changes the count at most twice, then never."""
+    p = ScalingPolicy(min_replicas=1, max_replicas=200, scale_down_window=10)
+    state = ScalingState.starting_at(start, 0.0)
+    current, changes = start, []
+    for i in range(1, 121):
+        load = steady(rate, handling, concurrency, workers=current)
+        d = decide(p, state, load, current, now=i * 0.5)
+        if d.replicas != current:
+            changes.append(i)
+        current = d.replicas
+    assert len(changes) <= 2
+    assert not changes or changes[-1] <= 25  # settled within the 10 s window + one poll
+    busy = rate * handling / concurrency
+    assert current >= min(200, busy)  # never below the capacity the demand uses
+    assert current <= max(1, min(200, -(-busy // 0.9) + 1))
+
+
+@given(a=st.floats(0, 5000), b=st.floats(0, 5000), handling=st.floats(0.001, 2))
+@settings(max_examples=200, deadline=None)
+def test_more_arrivals_never_mean_fewer_workers(a: float, b: float, handling: float) -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=1000)
+    lo, hi = sorted((a, b))
+    assert raw_desired(p, steady(lo, handling)) <= raw_desired(p, steady(hi, handling))
