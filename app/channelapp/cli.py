@@ -8,7 +8,9 @@ import logging
 import re
 import sys
 
+from channelapp.application import App
 from channelapp.loading import AppLoadError, load_app
+from channelapp.startup import StartupError
 
 
 def _autoscale(value: str) -> tuple[int, int]:
@@ -18,6 +20,12 @@ def _autoscale(value: str) -> tuple[int, int]:
             f"expected MIN..MAX with MIN <= MAX and MAX >= 1, got {value!r}"
         )
     return int(m.group(1)), int(m.group(2))
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {value!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,20 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = app_cmd("protocol", "run a protocol server (HTTP and WebSocket)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
 
     p = app_cmd("worker", "run a worker")
     p.add_argument("--metrics-host", default="127.0.0.1")
-    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
+    p.add_argument("--metrics-port", type=_port, default=0, help="serve /metrics here (0: off)")
     p.add_argument("--concurrency", type=int, default=None)
 
     p = app_cmd("dev", "protocol server and worker in one process, in-memory layer (no Redis)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
 
     p = app_cmd("run", "a protocol server and a pool of worker processes on this machine")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument(
         "--autoscale",
         type=_autoscale,
@@ -75,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     except AppLoadError as exc:
         print(f"channelapp: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, app)
+    except StartupError as exc:
+        # Settings (CHANNELAPP_*), Redis URLs, ports: one line, no traceback.
+        print(f"channelapp {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, app: App) -> int:
     if args.command == "protocol":
         from channelapp.server.protocol import run_protocol_async
 

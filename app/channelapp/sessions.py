@@ -137,7 +137,7 @@ def load_cookie_session(cookie_value: str | None, secret: str, max_age: float) -
         return {}
     try:
         data = json.loads(unsign(cookie_value, secret, max_age=max_age))
-    except (BadSignature, ValueError):
+    except (BadSignature, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -214,6 +214,7 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
         **os.environ,
         "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
         "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
+        "CHANNELAPP_SECRET_KEY": "test-secret-key",
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "channelapp", "worker", APP], env=env, start_new_session=True

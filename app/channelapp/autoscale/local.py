@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
 from channelapp.layer import RedisChannelLayer, ShardUnavailable
 from channelapp.loading import load_app
-from channelapp.settings import Settings
+from channelapp.settings import DEVELOPMENT_SECRET_KEY, Settings
 
 log = logging.getLogger("channelapp.autoscale")
 
@@ -144,6 +145,10 @@ def run_local(
         settings.redis_urls = [env["CHANNELAPP_REDIS_URLS"]]
         wait_for_port(redis_port)
         log.info("started redis-server on 127.0.0.1:%d", redis_port)
+    if settings.secret_key == DEVELOPMENT_SECRET_KEY:
+        # Processes of one run share a key of their own; cookies do not outlive the run.
+        env["CHANNELAPP_SECRET_KEY"] = secrets.token_urlsafe(32)
+        log.info("no CHANNELAPP_SECRET_KEY set: this run signs cookies with a random key")
     policy = ScalingPolicy(
         min_replicas=min_workers,
         max_replicas=max_workers,

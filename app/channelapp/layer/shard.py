@@ -91,7 +91,10 @@ class Shard:
             kwargs["password"] = password
         if parts.scheme == "rediss":
             kwargs.update(ssl_options or {})
-        self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        try:
+            self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"Redis URL {self.name!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=self.pool)
         # The hot path: script calls, non-blocking pops and small reads, auto-pipelined.
         self.wire = MultiplexedConnection(
