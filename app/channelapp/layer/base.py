@@ -95,6 +95,10 @@ class BaseChannelLayer(abc.ABC):
     async def global_statistics(self) -> ChannelStatistics:
         """Totals over every channel of the layer."""
 
+    async def unavailable(self) -> list[str]:
+        """Why the layer cannot be used now, one line per unreachable part; empty when it can."""
+        return []
+
     async def close(self) -> None:
         """Release connections and background tasks."""
 

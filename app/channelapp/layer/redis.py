@@ -544,6 +544,19 @@ class RedisChannelLayer(BaseChannelLayer):
     async def global_statistics(self) -> ChannelStatistics:
         return total(await self.shard_statistics())
 
+    async def unavailable(self) -> list[str]:
+        """One PING per shard, all at once: the shards that did not answer, with why."""
+
+        async def one(shard: Shard) -> str | None:
+            try:
+                await shard.execute("PING")
+            except ShardUnavailable as exc:
+                return str(exc)
+            return None
+
+        results = await asyncio.gather(*(one(s) for s in self.shards))
+        return [r for r in results if r is not None]
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def flush(self) -> None:

@@ -62,7 +62,17 @@ class ProtocolServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.app = web.Application(client_max_size=settings.max_body_size)
-        health.add_health_routes(self.app, lambda: not self.draining)
+        # Ready while not draining and the layer answers: without it no request can be served.
+        self.layer_probe = health.LayerProbe(layer)
+        health.add_health_routes(
+            self.app,
+            lambda: not self.draining and self.layer_probe.problem is None,
+            why_not_ready=lambda: (
+                "shutting down"
+                if self.draining
+                else f"channel layer unavailable: {self.layer_probe.problem}"
+            ),
+        )
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
     # --- sending to the layer ---------------------------------------------------------------
@@ -77,6 +87,7 @@ class ProtocolServer:
         except ShardUnavailable as exc:
             metrics.LAYER_SEND_FAILURES.labels(channel, "unavailable").inc()
             log.error("cannot send to %s: %s", channel, exc)
+            self.layer_probe.failed(exc)
             return "unavailable"
         metrics.LAYER_SENDS.labels(channel).inc()
         return None
@@ -150,10 +161,9 @@ class ProtocolServer:
         }
         refused = await self._send(HTTP_REQUEST, message)
         if refused:
+            why = "server busy" if refused == "full" else "channel layer unavailable"
             return self._answer(
-                web.Response(
-                    status=503, text="server busy, try again\n", headers={"Retry-After": "1"}
-                )
+                web.Response(status=503, text=f"{why}, try again\n", headers={"Retry-After": "1"})
             )
         timeout = self.settings.response_timeout
         try:
@@ -181,7 +191,14 @@ class ProtocolServer:
             )
         except ShardUnavailable as exc:
             log.error("%s %s: %s", request.method, request.path, exc)
-            return self._answer(web.Response(status=503, text="channel layer unavailable\n"))
+            self.layer_probe.failed(exc)
+            return self._answer(
+                web.Response(
+                    status=503,
+                    text="channel layer unavailable, try again\n",
+                    headers={"Retry-After": "1"},
+                )
+            )
         metrics.HTTP_LATENCY.observe(time.perf_counter() - t0)
         if not more:
             response = web.Response(status=status, body=chunk)
@@ -398,12 +415,16 @@ async def serve_protocol(
         await runner.cleanup()
         raise listen_error("HTTP", host, port, exc) from None
     log.info("protocol server listening on http://%s:%d", host, port)
+    probe = asyncio.create_task(server.layer_probe.run())
     if ready is not None:
         ready.set()
     stop = stop or asyncio.Event()
     try:
         await stop.wait()
     finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
         log.info("shutting down: stop accepting connections")
         server.draining = True
         await site.stop()
