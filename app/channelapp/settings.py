@@ -29,6 +29,9 @@ class Settings:
     redis_urls: list[str] = field(default_factory=list)
     # Password applied to every Redis URL that has none (the operator passes it from a Secret).
     redis_password: str | None = None
+    # First part of every Redis key: apps sharing a Redis need different ones (the operator
+    # sets channelapp.<namespace>.<name>). Letters, digits, '.', '-', '_'.
+    key_prefix: str = "channelapp"
     # Key for signed session cookies; protocol servers and workers refuse the default.
     secret_key: str = DEVELOPMENT_SECRET_KEY
     # Base64 Fernet keys (comma-separated, first encrypts) for message bodies at rest; empty = off.

@@ -445,7 +445,7 @@ async def test_redis_store_raises_shard_unavailable_when_redis_is_down(
 async def test_store_for_redis_layer_is_a_redis_store(redis_layer: RedisChannelLayer) -> None:
     store = session_store_for(redis_layer, 30.7)
     assert isinstance(store, RedisSessionStore)
-    assert store.layer is redis_layer
+    assert store.keys is redis_layer.keys
     assert store.ttl == 30
 
 

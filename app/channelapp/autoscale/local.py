@@ -180,7 +180,9 @@ def run_local(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        layer = RedisChannelLayer(settings.redis_urls, password=settings.redis_password)
+        layer = RedisChannelLayer(
+            settings.redis_urls, prefix=settings.key_prefix, password=settings.redis_password
+        )
 
         async def watch_protocol() -> None:
             await asyncio.to_thread(protocol.wait)
