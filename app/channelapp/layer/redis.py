@@ -78,9 +78,9 @@ class RedisChannelLayer(BaseChannelLayer):
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
     ) -> None:
-        hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
-        if isinstance(hosts, str):
+        if isinstance(hosts, str):  # would be taken as a list of one-character URLs
             raise TypeError("hosts must be a list of URLs, not a string")
+        hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
         self.capacity = CapacityPolicy(capacity, channel_capacity)
         self.expiry = expiry
         self.group_expiry = group_expiry

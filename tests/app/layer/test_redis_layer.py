@@ -420,3 +420,8 @@ async def test_blocking_receive_after_a_restart_drops_dead_pooled_connections(
         assert await asyncio.wait_for(receive, 5) == {"x": 1}
     finally:
         await layer.close()
+
+
+def test_one_url_as_a_string_is_refused_not_split_into_characters() -> None:
+    with pytest.raises(TypeError, match="list of URLs"):
+        RedisChannelLayer("redis://127.0.0.1:6379/0")  # type: ignore[arg-type]
