@@ -44,9 +44,10 @@ run: ## Run the example app locally in one process (no Redis, no cluster): http:
 	$(PYTHON) -m channelapp dev $(APP) --host $(HOST) --port $(PORT)
 
 .PHONY: lint
-lint: ## ruff check + format check, chart lint
+lint: ## ruff check + format check, mypy (strict) over app/ and operator/
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 .PHONY: format
 format: ## Apply ruff fixes and formatting

@@ -82,3 +82,10 @@ def test_make_run_serves_the_chat_example_without_redis_or_cluster() -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_lint_type_checks_the_runtime_and_the_operator_strictly() -> None:
+    assert "-m mypy" in make_n("lint")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    assert config["files"] == ["app/channelapp", "operator/channelapp_operator"]

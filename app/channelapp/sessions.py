@@ -62,7 +62,7 @@ class Session(dict[str, Any]):
 
     def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
         self.modified = True
-        return super().__ior__(other)  # type: ignore[return-value]
+        return super().__ior__(other)
 
 
 class SessionStore(Protocol):

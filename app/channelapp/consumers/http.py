@@ -96,7 +96,8 @@ class HttpConsumer:
                 m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(self, m)
             ]
             return Response(b"method not allowed\n", 405, [("Allow", ", ".join(allowed))])
-        return await method(request)
+        response: Response | StreamingResponse = await method(request)
+        return response
 
 
 async def send_response(

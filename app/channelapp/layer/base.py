@@ -77,8 +77,9 @@ class BaseChannelLayer(abc.ABC):
     async def group_discard(self, group: str, channel: str) -> None: ...
 
     @abc.abstractmethod
-    async def group_send(self, group: str, message: Message) -> None:
-        """Send ``message`` to every channel of ``group``; full members are counted, not fatal."""
+    async def group_send(self, group: str, message: Message) -> int:
+        """Send ``message`` to every channel of ``group``; returns how many members were full
+        (their copy was not queued: counted and logged, not fatal)."""
 
     @abc.abstractmethod
     async def flush(self) -> None:

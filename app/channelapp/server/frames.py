@@ -71,7 +71,7 @@ class MaskedFramesOnly:
 class MaskedWebSocketResponse(web.WebSocketResponse):
     """A server-side WebSocket that closes with 1002 on an unmasked client frame."""
 
-    def _post_start(self, request: web.BaseRequest, protocol: str, writer: Any) -> None:
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         # Bytes that came with the handshake go through the check too, not around it.
         handler: Any = request.protocol
         tail, handler._message_tail = handler._message_tail, b""
