@@ -59,6 +59,10 @@ class KeySpace:
 
     # --- key names ------------------------------------------------------------------------
 
+    def key(self, *parts: str) -> str:
+        """Any other key of this app: ``prefix:part:part``."""
+        return ":".join((self.prefix, *parts))
+
     @property
     def channel_key_start(self) -> str:
         return f"{self.prefix}:ch:"
@@ -72,18 +76,18 @@ class KeySpace:
         return key[len(self.channel_key_start) :]
 
     def group(self, group: str) -> str:
-        return f"{self.prefix}:group:{group}"
+        return self.key("group", group)
 
     def counters(self) -> tuple[str, str, str]:
         """Statistics: sends per channel, refusals per channel, the set of channel names."""
-        return f"{self.prefix}:sent", f"{self.prefix}:full", f"{self.prefix}:channels"
+        return self.key("sent"), self.key("full"), self.key("channels")
 
     def session(self, key: str) -> str:
-        return f"{self.prefix}:session:{key}"
+        return self.key("session", key)
 
     def ordering(self, socket: str) -> list[str]:
         """A socket's next-expected counter and its parked messages."""
-        return [f"{self.prefix}:order:{socket}", f"{self.prefix}:parked:{socket}"]
+        return [self.key("order", socket), self.key("parked", socket)]
 
     def pattern(self) -> str:
         """SCAN pattern of every key of this app."""
