@@ -226,10 +226,8 @@ class ProtocolServer:
 
     async def _request_timeout(self, request: web.Request) -> web.StreamResponse:
         """408 for a body that stopped short of its length; the connection is closed at once."""
-        log.info(
-            "%s %s: body not received within %gs", request.method, request.path,
-            self.settings.read_timeout,
-        )  # fmt: skip
+        timeout = self.settings.read_timeout
+        log.info("%s %.200s: body not received within %gs", request.method, request.path, timeout)
         response = web.Response(
             status=408, text=f"request body not received within {self.settings.read_timeout:g}s\n"
         )
