@@ -89,3 +89,39 @@ def test_lint_type_checks_the_runtime_and_the_operator_strictly() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
     assert config["strict"] is True
     assert config["files"] == ["app/channelapp", "operator/channelapp_operator"]
+
+
+def test_make_install_works_with_debians_own_python3(tmp_path: Path) -> None:
+    """Debian 12's python3 is externally managed (pip refuses it); `make install` makes a
+    virtualenv with it and installs the runtime alone, which then runs."""
+    debian = Path("/usr/bin/python3")
+    assert debian.exists(), "Debian's python3 (CI runs on Debian)"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    venv = tmp_path / "venv"
+    make = subprocess.run(
+        ["make", "install", f"SYSTEM_PYTHON={debian}", f"VENV={venv}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert make.returncode == 0, make.stdout + make.stderr
+    version = subprocess.run(
+        [venv / "bin" / "python", "-m", "channelapp", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert version.stdout.startswith("channelapp "), version.stderr
+    listed = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.lower()
+    installed = {line.split("==")[0] for line in listed.splitlines()}
+    assert not installed & {"django", "channels", "daphne", "twisted", "kopf", "kubernetes"}
+    assert len(installed) < 30, sorted(installed)
