@@ -1,7 +1,12 @@
 SHELL := bash -o pipefail
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+SYSTEM_PYTHON ?= python3
+VENV ?= .venv
+# Debian's python3 refuses `pip install` (externally managed): `make install` makes the project's
+# own virtualenv, and every target runs with it once it is there (else with python3, e.g. on a
+# machine whose python3 already has the packages).
+PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,$(SYSTEM_PYTHON))
 APP ?= channelapp.examples.chat:app
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -20,18 +25,29 @@ help: ## Show this help
 
 ##@ Development
 
+$(VENV)/bin/python:
+	@$(SYSTEM_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "make: channelapp needs Python 3.11+, $(SYSTEM_PYTHON) is $$($(SYSTEM_PYTHON) -V 2>&1)" >&2; exit 1; }
+	@$(SYSTEM_PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "make: $(SYSTEM_PYTHON) cannot make a virtualenv; on Debian: apt-get install python3-venv" >&2; exit 1; }
+
 .PHONY: install
-install: ## Install the package with operator, test and benchmark extras (editable)
-	$(PYTHON) -m pip install -e '.[operator,test,bench]'
+install: $(VENV)/bin/python ## Install the runtime alone (what `make run` needs) into .venv (editable)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+
+.PHONY: install-dev
+install-dev: $(VENV)/bin/python ## Install with the operator, test and benchmark extras into .venv
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[operator,test,bench]'
 
 .PHONY: run
 run: ## Run the example app locally in one process (no Redis, no cluster): http://127.0.0.1:8000/
 	$(PYTHON) -m channelapp dev $(APP) --host $(HOST) --port $(PORT)
 
 .PHONY: lint
-lint: ## ruff check + format check, chart lint
+lint: ## ruff check + format check, mypy (strict) over app/ and operator/
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 .PHONY: format
 format: ## Apply ruff fixes and formatting

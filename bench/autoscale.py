@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from channelapp.layer import RedisChannelLayer
+from channelapp.layer.keyspace import app_prefix
 
 from bench.common import machine, table
 from bench.hpa_model import first_time, simulate
@@ -91,7 +92,8 @@ def main() -> None:
                 )
                 watch_until(cluster, ns, 1, 60)
                 time.sleep(3)
-                ours = asyncio.run(run_trace(cluster, ns, urls))
+                prefix = app_prefix(ns, app["metadata"]["name"])
+                ours = asyncio.run(run_trace(cluster, ns, urls, prefix))
             finally:
                 operator.stop()
     finally:
@@ -145,9 +147,11 @@ def main() -> None:
     print(json.dumps({"channelapp": ours, "keda_like": {"up": keda_up, "down": keda_down}}))
 
 
-async def run_trace(cluster: KubeCluster, ns: str, urls: list[str]) -> dict[str, Any]:
+async def run_trace(cluster: KubeCluster, ns: str, urls: list[str], prefix: str) -> dict[str, Any]:
     # Expiry beyond the trace: queued messages must stay until the drain.
-    layer = RedisChannelLayer(urls, password="bench", capacity=SURGE * 2, expiry=3600)
+    layer = RedisChannelLayer(
+        urls, prefix=prefix, password="bench", capacity=SURGE * 2, expiry=3600
+    )
     channels = ["http.request", "websocket.receive", "websocket.connect"]
     try:
         t0 = time.monotonic()

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import sys
 
+from channelapp import __version__
+from channelapp.application import App
 from channelapp.loading import AppLoadError, load_app
+from channelapp.startup import StartupError
 
 
 def _autoscale(value: str) -> tuple[int, int]:
@@ -20,70 +24,96 @@ def _autoscale(value: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="channelapp", description="Channels-style realtime apps.")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    formatter = argparse.ArgumentDefaultsHelpFormatter  # every option's help shows its default
+    parser = argparse.ArgumentParser(
+        prog="channelapp", description="Channels-style realtime apps.", formatter_class=formatter
+    )
+    parser.add_argument("--version", action="version", version=f"channelapp {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def app_cmd(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument("app", help="the app object, as package.module:attribute")
+        p = sub.add_parser(name, help=help, description=help, formatter_class=formatter)
+        p.add_argument(
+            "app",
+            help="the app object, as package.module:attribute (imported from the current "
+            "directory too)",
+        )
         return p
 
-    p = app_cmd("protocol", "run a protocol server (HTTP and WebSocket)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    def listen(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=_port, default=8000, help="port to listen on")
+
+    listen(app_cmd("protocol", "run a protocol server (HTTP and WebSocket)"))
 
     p = app_cmd("worker", "run a worker")
-    p.add_argument("--metrics-host", default="127.0.0.1")
-    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here (0: off)")
-    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
+    p.add_argument("--metrics-port", type=_port, default=0, help="serve /metrics here (0: off)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="messages handled at once (default: CHANNELAPP_WORKER_CONCURRENCY, else 64)",
+    )
 
-    p = app_cmd("dev", "protocol server and worker in one process, in-memory layer (no Redis)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    listen(app_cmd("dev", "protocol server and worker in one process, in-memory layer (no Redis)"))
 
     p = app_cmd("run", "a protocol server and a pool of worker processes on this machine")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    listen(p)
     p.add_argument(
         "--autoscale",
         type=_autoscale,
-        default=(1, 1),
+        default="1..1",
         metavar="MIN..MAX",
-        help="grow and shrink the worker pool from demand and queue wait (default 1..1)",
+        help="grow and shrink the worker pool from demand and queue wait",
     )
     p.add_argument(
         "--target-utilization",
         type=float,
         default=0.9,
-        help="share of the workers' capacity the steady demand may use (default 0.9)",
+        help="share of the workers' capacity the steady demand may use",
     )
     p.add_argument(
         "--target-wait",
         type=float,
         default=0.5,
-        help="seconds within which waiting messages should be drained (default 0.5)",
+        help="seconds within which waiting messages should be drained",
     )
     p.add_argument(
         "--target-depth",
         type=int,
         default=10,
-        help="waiting messages per worker until a handling time is measured (default 10)",
+        help="waiting messages per worker until a handling time is measured",
     )
     p.add_argument(
         "--concurrency",
         type=int,
         default=None,
-        help="messages each worker runs at once (default: the app's setting)",
+        help="messages each worker runs at once (unset: the app's setting)",
     )
     p.add_argument(
         "--scale-down-window",
         type=float,
         default=10.0,
-        help="seconds of lower need before workers are removed (default 10)",
+        help="seconds of lower need before workers are removed",
     )
     return parser
+
+
+def _importable_from_cwd() -> None:
+    """Let ``channelapp dev myapp:app`` import ``myapp`` from the current directory, as
+    ``python -m`` and uvicorn do (a console script's sys.path starts with its bin directory)."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _importable_from_cwd()
     try:
         app = load_app(args.app)
     except AppLoadError as exc:
         print(f"channelapp: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, app)
+    except StartupError as exc:
+        # Settings (CHANNELAPP_*), Redis URLs, ports: one line, no traceback.
+        print(f"channelapp {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, app: App) -> int:
     if args.command == "protocol":
         from channelapp.server.protocol import run_protocol_async
 
@@ -108,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 app,
                 metrics_host=args.metrics_host,
                 metrics_port=args.metrics_port,
-                concurrency=args.concurrency,
+                concurrency=getattr(args, "concurrency", None),
             )
         )
     elif args.command == "dev":

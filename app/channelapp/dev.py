@@ -13,14 +13,14 @@ import logging
 from channelapp.application import App
 from channelapp.layer import InMemoryChannelLayer
 from channelapp.server.protocol import install_stop_signals, serve_protocol
-from channelapp.settings import Settings
+from channelapp.startup import settings_for
 from channelapp.worker.runner import Worker
 
 log = logging.getLogger("channelapp.dev")
 
 
 async def run_dev_async(app: App, host: str = "127.0.0.1", port: int = 8000) -> None:
-    settings = dataclasses.replace(Settings.from_env(app.settings), redis_urls=[])
+    settings = dataclasses.replace(settings_for(app), redis_urls=[])
     layer = InMemoryChannelLayer(
         capacity=settings.channel_capacity,
         expiry=settings.message_expiry,

@@ -27,7 +27,7 @@ def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
         if pattern.startswith("."):
             if name == pattern[1:] or name.endswith(pattern):
                 return True
-        elif name == pattern or host.lower() == pattern:
+        elif name == pattern or match.string == pattern:  # match.string: the whole host
             return True
     return False
 

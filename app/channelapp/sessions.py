@@ -8,13 +8,17 @@ carries state from ``connect`` to ``receive`` to ``disconnect``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Protocol
 
 import msgpack
 
 from channelapp.layer import BaseChannelLayer, InMemoryChannelLayer, RedisChannelLayer
+from channelapp.layer.serializers import MessageCorrupt
 from channelapp.security import BadSignature, sign, unsign
+
+log = logging.getLogger("channelapp.sessions")
 
 COOKIE_NAME = "channelapp_session"
 
@@ -58,7 +62,7 @@ class Session(dict[str, Any]):
 
     def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
         self.modified = True
-        return super().__ior__(other)  # type: ignore[return-value]
+        return super().__ior__(other)
 
 
 class SessionStore(Protocol):
@@ -95,32 +99,35 @@ class MemorySessionStore:
 
 
 class RedisSessionStore:
-    """Sessions on the shard of their socket's reply channel, with a TTL refreshed on save."""
+    """Sessions on the shard of their socket's reply channel, with a TTL refreshed on save.
+
+    Keys, shard and encoding come from the layer's key space: with encryption keys
+    set, sessions are encrypted like messages.
+    """
 
     def __init__(self, layer: RedisChannelLayer, ttl: float) -> None:
-        self.layer = layer
+        self.keys = layer.keys
         self.ttl = max(1, int(ttl))
 
-    def _where(self, key: str) -> tuple[Any, str]:
-        return self.layer.shards[
-            self.layer.ring.shard_for(key)
-        ], f"{self.layer.prefix}:session:{key}"
-
     async def load(self, key: str) -> Session:
-        shard, rkey = self._where(key)
-        raw = await shard.execute("GET", rkey)
-        return Session(key, msgpack.unpackb(raw, raw=False) if raw else None)
+        raw = await self.keys.shard(key).execute("GET", self.keys.session(key))
+        if not raw:
+            return Session(key)
+        try:
+            return Session(key, self.keys.unseal(raw))
+        except MessageCorrupt as exc:
+            log.error("session of %s cannot be read, starting an empty one: %s", key, exc)
+            return Session(key)
 
     async def save(self, session: Session) -> None:
-        shard, rkey = self._where(session.key)
-        await shard.execute(
-            "SET", rkey, msgpack.packb(dict(session), use_bin_type=True), "EX", self.ttl
+        sealed = self.keys.seal(dict(session))
+        await self.keys.shard(session.key).execute(
+            "SET", self.keys.session(session.key), sealed, "EX", self.ttl
         )
         session.modified = False
 
     async def delete(self, key: str) -> None:
-        shard, rkey = self._where(key)
-        await shard.execute("DEL", rkey)
+        await self.keys.shard(key).execute("DEL", self.keys.session(key))
 
 
 def session_store_for(layer: BaseChannelLayer, ttl: float) -> SessionStore:
@@ -137,7 +144,7 @@ def load_cookie_session(cookie_value: str | None, secret: str, max_age: float) -
         return {}
     try:
         data = json.loads(unsign(cookie_value, secret, max_age=max_age))
-    except (BadSignature, ValueError):
+    except (BadSignature, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -18,6 +18,9 @@ WEBSOCKET_RECEIVE = "websocket.receive"
 WEBSOCKET_DISCONNECT = "websocket.disconnect"
 PROTOCOL_CHANNELS = (HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT)
 
+# Good for `channelapp dev` only: protocol servers and workers refuse to start with it.
+DEVELOPMENT_SECRET_KEY = "insecure-development-key"
+
 
 @dataclass
 class Settings:
@@ -26,8 +29,11 @@ class Settings:
     redis_urls: list[str] = field(default_factory=list)
     # Password applied to every Redis URL that has none (the operator passes it from a Secret).
     redis_password: str | None = None
-    # Key for signed session cookies; must be set in production.
-    secret_key: str = "insecure-development-key"
+    # First part of every Redis key: apps sharing a Redis need different ones (the operator
+    # sets channelapp.<namespace>.<name>). Letters, digits, '.', '-', '_'.
+    key_prefix: str = "channelapp"
+    # Key for signed session cookies; protocol servers and workers refuse the default.
+    secret_key: str = DEVELOPMENT_SECRET_KEY
     # Base64 Fernet keys (comma-separated, first encrypts) for message bodies at rest; empty = off.
     encryption_keys: list[str] = field(default_factory=list)
     # Origins allowed to open WebSockets ("*" allows any; empty allows same-host only).
@@ -42,6 +48,9 @@ class Settings:
     max_body_size: int = 1024 * 1024
     max_frame_size: int = 1024 * 1024
     response_timeout: float = 30.0
+    # Seconds a client has to send a request's head (a new or idle keep-alive connection is
+    # closed after it) and, separately, its whole body (408 after it).
+    read_timeout: float = 10.0
     # Worker: how many messages run at once, and how long SIGTERM waits for them.
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0

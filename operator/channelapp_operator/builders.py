@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from channelapp.layer.keyspace import app_prefix
+
 from channelapp_operator import names as n
 
 Manifest = dict[str, Any]
@@ -59,6 +61,8 @@ def password_ref(app: str, spec: Spec) -> dict[str, str] | None:
 def app_env(app: str, namespace: str, spec: Spec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "CHANNELAPP_REDIS_URLS", "value": ",".join(shard_urls(app, namespace, spec))},
+        # Apps sharing one Redis keep apart; the operator reads depth under the same prefix.
+        {"name": "CHANNELAPP_KEY_PREFIX", "value": app_prefix(namespace, app)},
         {
             "name": "CHANNELAPP_SECRET_KEY",
             "valueFrom": {

@@ -29,7 +29,9 @@ def set_condition(
         "status": value,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": now_iso() if moved else previous.get("lastTransitionTime"),
+        "lastTransitionTime": (
+            now_iso() if moved or previous is None else previous.get("lastTransitionTime")
+        ),
     }
     if generation is not None:
         updated["observedGeneration"] = generation

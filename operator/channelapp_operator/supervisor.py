@@ -20,6 +20,7 @@ from typing import Any
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
 from channelapp.autoscale.signals import Load, LoadTracker, Sample
 from channelapp.layer import RedisChannelLayer
+from channelapp.layer.keyspace import app_prefix
 from channelapp.layer.shard import redact
 from channelapp.settings import PROTOCOL_CHANNELS
 
@@ -105,8 +106,8 @@ class AppSupervisor:
                 await self._layer.close()
             # Short timeouts: a dead host fails one tick fast instead of stalling the loop.
             self._layer = RedisChannelLayer(
-                list(urls), password=password, max_connections=4, connect_timeout=1.0,
-                socket_timeout=2.0,
+                list(urls), prefix=app_prefix(self.namespace, self.name), password=password,
+                max_connections=4, connect_timeout=1.0, socket_timeout=2.0,
             )  # fmt: skip
             self._layer_key = key
         return self._layer

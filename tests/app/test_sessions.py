@@ -445,7 +445,7 @@ async def test_redis_store_raises_shard_unavailable_when_redis_is_down(
 async def test_store_for_redis_layer_is_a_redis_store(redis_layer: RedisChannelLayer) -> None:
     store = session_store_for(redis_layer, 30.7)
     assert isinstance(store, RedisSessionStore)
-    assert store.layer is redis_layer
+    assert store.keys is redis_layer.keys
     assert store.ttl == 30
 
 
@@ -610,3 +610,23 @@ def test_empty_dict_round_trip() -> None:
     cookie = dump_cookie_session({}, SECRET)
     assert cookie  # still a signed value
     assert load_cookie_session(cookie, SECRET, max_age=60) == {}
+
+
+async def test_the_session_cookie_expires_with_the_session_ttl(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    """A browser drops the cookie when its signature would be refused anyway."""
+    from channelapp.consumers.http import Request, Response, send_response
+
+    reply = await memory_layer.new_channel("http.response")
+    settings = Settings(secret_key="cookie-secret", session_ttl=600)
+    message = {"type": "http.request", "reply_channel": reply, "headers": [], "body": b""}
+    ctx = Context(memory_layer, settings, "http.request", message, MemorySessionStore(60))
+    request = Request(message, ctx)
+    request.session["user"] = 7
+    await send_response(ctx, Response.text("ok"), request)
+    start = await memory_layer.receive(reply)
+    cookies = [v.decode() for k, v in start["headers"] if k == b"set-cookie"]
+    assert len(cookies) == 1 and "; Max-Age=600;" in cookies[0], cookies
+    value = cookies[0].split(";")[0].split("=", 1)[1]
+    assert load_cookie_session(value, "cookie-secret", max_age=600) == {"user": 7}

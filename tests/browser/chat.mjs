@@ -28,7 +28,15 @@ try {
     (t) => document.querySelector("#log").innerText.includes(t), text, { timeout: 15000 });
   const bobLog = await bob.innerText("#log");
   await bob.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ ok: true, text, bobLog }));
+  // A room the server refuses: the page says why instead of a bare close code.
+  await alice.fill("#room", "no spaces!");
+  await alice.click("#join");
+  await alice.waitForFunction(
+    () => document.querySelector("#status").innerText.startsWith("cannot join: room names"),
+    null, { timeout: 15000 });
+  const refused = await alice.innerText("#status");
+  const labels = await alice.$$eval("label", (ls) => ls.map((l) => l.htmlFor));
+  console.log(JSON.stringify({ ok: true, text, bobLog, refused, labels }));
 } finally {
   await browser.close();
 }

@@ -50,4 +50,6 @@ def test_message_typed_in_one_tab_appears_in_the_other(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"] and result["text"] in result["bobLog"]
     assert "alice" in result["bobLog"]
+    assert result["refused"].startswith("cannot join: room names are"), result["refused"]
+    assert result["labels"] == ["user", "room", "message"]
     assert screenshot.stat().st_size > 1000

@@ -55,6 +55,23 @@ async def test_chat_page_api_and_errors(chat: tuple[AppProcess, ...]) -> None:
             assert "channelapp_http_requests_total" in await r.text()
 
 
+async def test_chat_page_labels_its_fields_wraps_long_words_and_has_an_icon(
+    chat: tuple[AppProcess, ...],
+) -> None:
+    proto = chat[0]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{proto.url}/") as r:
+            page = await r.text()
+        for field in ("user", "room", "message"):
+            assert f'<label for="{field}">' in page and f'id="{field}"' in page, field
+        assert "overflow-wrap: anywhere" in page
+        assert "event.reason" in page and "1006" in page  # close reasons are shown
+        for icon in ("/favicon.ico", "/favicon.svg"):
+            async with http.get(f"{proto.url}{icon}") as r:
+                assert r.status == 200 and r.headers["Content-Type"] == "image/svg+xml"
+                assert (await r.text()).startswith("<svg")
+
+
 async def test_rooms_broadcast_across_protocol_servers(chat: tuple[AppProcess, ...]) -> None:
     """Two sockets on two protocol servers: a room's message reaches both through the group."""
     a, b = chat[0], chat[1]

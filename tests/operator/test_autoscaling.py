@@ -20,6 +20,7 @@ import pytest
 import yaml
 from channelapp.autoscale.local import WorkerPool
 from channelapp.layer import RedisChannelLayer
+from channelapp.layer.keyspace import app_prefix
 from channelapp.layer.sharding import HashRing
 
 from tests.support.cluster_fixtures import KubeCluster
@@ -77,9 +78,9 @@ def worker_replicas(cluster: KubeCluster, ns: str, name: str) -> int:
     return int(json.loads(proc.stdout)["spec"]["replicas"])
 
 
-def push(shards: list[RedisServer], channel: str, count: int) -> None:
+def push(shards: list[RedisServer], prefix: str, channel: str, count: int) -> None:
     async def go() -> None:
-        layer = RedisChannelLayer(urls(shards), password=PASSWORD, capacity=10_000)
+        layer = RedisChannelLayer(urls(shards), prefix=prefix, password=PASSWORD, capacity=10_000)
         messages: list[dict[str, Any]] = []
         try:
             for i in range(count):
@@ -108,9 +109,9 @@ def push(shards: list[RedisServer], channel: str, count: int) -> None:
     asyncio.run(go())
 
 
-def drain(shards: list[RedisServer], channel: str, count: int) -> None:
+def drain(shards: list[RedisServer], prefix: str, channel: str, count: int) -> None:
     async def go() -> None:
-        layer = RedisChannelLayer(urls(shards), password=PASSWORD)
+        layer = RedisChannelLayer(urls(shards), prefix=prefix, password=PASSWORD)
         try:
             for _ in range(count):
                 await asyncio.wait_for(layer.receive(channel), 10)
@@ -180,8 +181,8 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
 
     # The surge: 60 requests on one shard and 35 messages on another; 95 / 10 -> 10, capped at 8.
     started = time.monotonic()
-    push(shards, "http.request", 60)
-    push(shards, other, 35)
+    push(shards, app_prefix(namespace, name), "http.request", 60)
+    push(shards, app_prefix(namespace, name), other, 35)
     wait_for(
         lambda: worker_replicas(kube_cluster, namespace, name) == 8,
         30,
@@ -217,12 +218,14 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
         **os.environ,
         "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
         "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
+        "CHANNELAPP_SECRET_KEY": "test-secret-key",
+        "CHANNELAPP_KEY_PREFIX": app_prefix(namespace, name),
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "channelapp", "worker", APP], env=env, start_new_session=True
     )
     try:
-        drain(shards, other, 35)
+        drain(shards, app_prefix(namespace, name), other, 35)
         wait_for(
             lambda: chapp(kube_cluster, namespace, name)["status"].get("queueDepth") == 0,
             30,
@@ -265,7 +268,7 @@ def test_unreachable_shard_degrades_and_leaves_replicas_alone(
     ring = HashRing(3)
     home = ring.shard_for("http.request")
     down = next(i for i in range(3) if i != home)
-    push(shards, "http.request", 25)
+    push(shards, app_prefix(namespace, name), "http.request", 25)
     wait_for(lambda: worker_replicas(kube_cluster, namespace, name) == 3, 30, what="scaled to 3")
 
     shards[down].stop()
@@ -282,7 +285,9 @@ def test_unreachable_shard_degrades_and_leaves_replicas_alone(
     assert f"127.0.0.1:{shards[down].port}" in condition(app, "Degraded")["message"]
     assert app["status"]["shards"]["summary"] == "2/3"
     assert condition(app, "Scaling")["reason"] == "DepthUnreadable"
-    push(shards, "http.request", 30)  # 55 waiting would need 6, but the read is incomplete
+    push(
+        shards, app_prefix(namespace, name), "http.request", 30
+    )  # 55 waiting would need 6, but the read is incomplete
     time.sleep(2)
     assert worker_replicas(kube_cluster, namespace, name) == 3
 

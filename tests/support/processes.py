@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.support.redis_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+TEST_SECRET_KEY = "test-secret-key-not-the-development-one"
 
 
 class AppProcess:
@@ -25,7 +26,13 @@ class AppProcess:
     ) -> None:
         self.role = role
         self.app = app
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        # Protocol servers and workers refuse the built-in development key.
+        self.env = {
+            **os.environ,
+            "CHANNELAPP_SECRET_KEY": TEST_SECRET_KEY,
+            **env,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.port = port or free_port()
         self.log_path = log_dir / f"{role}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
 from channelapp.autoscale.signals import LoadTracker, Sample
 from channelapp.layer import RedisChannelLayer, ShardUnavailable
 from channelapp.loading import load_app
-from channelapp.settings import Settings
+from channelapp.settings import DEVELOPMENT_SECRET_KEY, Settings
 
 log = logging.getLogger("channelapp.autoscale")
 
@@ -167,6 +168,10 @@ def run_local(
         settings.redis_urls = [env["CHANNELAPP_REDIS_URLS"]]
         wait_for_port(redis_port)
         log.info("started redis-server on 127.0.0.1:%d", redis_port)
+    if settings.secret_key == DEVELOPMENT_SECRET_KEY:
+        # Processes of one run share a key of their own; cookies do not outlive the run.
+        env["CHANNELAPP_SECRET_KEY"] = secrets.token_urlsafe(32)
+        log.info("no CHANNELAPP_SECRET_KEY set: this run signs cookies with a random key")
     policy = ScalingPolicy(
         min_replicas=min_workers,
         max_replicas=max_workers,
@@ -201,7 +206,9 @@ def run_local(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        layer = RedisChannelLayer(settings.redis_urls, password=settings.redis_password)
+        layer = RedisChannelLayer(
+            settings.redis_urls, prefix=settings.key_prefix, password=settings.redis_password
+        )
 
         async def watch_protocol() -> None:
             await asyncio.to_thread(protocol.wait)

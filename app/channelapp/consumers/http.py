@@ -50,7 +50,11 @@ class Request:
         return self._session
 
     def json(self) -> Any:
-        return json.loads(self.body or b"null")
+        """The body as JSON; ValueError when it is not JSON or nests too deep to decode."""
+        try:
+            return json.loads(self.body or b"null")
+        except RecursionError:
+            raise ValueError("JSON body nests too deep") from None
 
 
 @dataclass
@@ -92,7 +96,8 @@ class HttpConsumer:
                 m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(self, m)
             ]
             return Response(b"method not allowed\n", 405, [("Allow", ", ".join(allowed))])
-        return await method(request)
+        response: Response | StreamingResponse = await method(request)
+        return response
 
 
 async def send_response(
@@ -102,7 +107,11 @@ async def send_response(
     if request is not None and request._session is not None:
         cookie = dump_cookie_session(request._session, ctx.settings.secret_key)
         headers.append(
-            [b"set-cookie", f"{COOKIE_NAME}={cookie}; Path=/; HttpOnly; SameSite=Lax".encode()]
+            [
+                b"set-cookie",
+                f"{COOKIE_NAME}={cookie}; Max-Age={int(ctx.settings.session_ttl)}; Path=/; "
+                "HttpOnly; SameSite=Lax".encode(),
+            ]
         )
     await ctx.reply({"type": "http.response.start", "status": response.status, "headers": headers})
     if isinstance(response, StreamingResponse):

@@ -106,7 +106,7 @@ class JsonWebsocketConsumer(WebsocketConsumer):
         raw = text if text is not None else (bytes or b"").decode("utf-8", "replace")
         try:
             content = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             log.info("closing websocket %s: frame is not JSON", self.reply_channel)
             await self.close(1007)
             return

@@ -90,8 +90,9 @@ class BaseChannelLayer(abc.ABC):
     async def group_discard(self, group: str, channel: str) -> None: ...
 
     @abc.abstractmethod
-    async def group_send(self, group: str, message: Message) -> None:
-        """Send ``message`` to every channel of ``group``; full members are counted, not fatal."""
+    async def group_send(self, group: str, message: Message) -> int:
+        """Send ``message`` to every channel of ``group``; returns how many members were full
+        (their copy was not queued: counted and logged, not fatal)."""
 
     @abc.abstractmethod
     async def flush(self) -> None:
@@ -113,6 +114,10 @@ class BaseChannelLayer(abc.ABC):
 
     async def forget_worker(self, worker: str) -> None:
         """Withdraw ``worker``'s report (a clean stop)."""
+
+    async def unavailable(self) -> list[str]:
+        """Why the layer cannot be used now, one line per unreachable part; empty when it can."""
+        return []
 
     async def close(self) -> None:
         """Release connections and background tasks."""

@@ -13,6 +13,7 @@ def layer_from_settings(settings: Settings) -> BaseChannelLayer:
     if settings.redis_urls:
         return RedisChannelLayer(
             settings.redis_urls,
+            prefix=settings.key_prefix,
             capacity=settings.channel_capacity,
             expiry=settings.message_expiry,
             group_expiry=settings.group_expiry,

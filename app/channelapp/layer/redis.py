@@ -11,6 +11,10 @@ Layout on each shard (``P`` is the key prefix):
 - ``P:group:<name>``: a sorted set of member channels scored by the time they joined.
 - ``P:workers`` (on one shard): each worker's last load report, with an expiry on the
   server's clock, for the autoscaler.
+- ``P:session:<socket>``, ``P:order:<socket>``, ``P:parked:<socket>``: the session and
+  ordering stores' keys, sealed (msgpack, encrypted with the layer's keys) like messages.
+
+Key names, shards and stored encoding come from one :class:`KeySpace` (``self.keys``).
 
 Popped messages that the caller has not taken yet (a blocking pop that returns
 after its caller moved on, a batch larger than asked, replies for other
@@ -39,6 +43,7 @@ from channelapp.layer.base import (
     WorkerReport,
 )
 from channelapp.layer.capacity import CapacityPolicy
+from channelapp.layer.keyspace import DEFAULT_PREFIX, KeySpace
 from channelapp.layer.names import (
     is_process_specific,
     non_local_name,
@@ -47,7 +52,6 @@ from channelapp.layer.names import (
 )
 from channelapp.layer.serializers import MessageCorrupt, Serializer, enqueued_at, frame, unframe
 from channelapp.layer.shard import SendBatcher, Shard
-from channelapp.layer.sharding import HashRing
 from channelapp.layer.stats import LoadReading, empty_stats, live_reports, total
 
 log = logging.getLogger("channelapp.layer")
@@ -66,7 +70,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self,
         hosts: Sequence[str] | None = None,
         *,
-        prefix: str = "channelapp",
+        prefix: str = DEFAULT_PREFIX,
         capacity: int = 100,
         channel_capacity: Mapping[str, int] | None = None,
         expiry: float = 60,
@@ -79,10 +83,9 @@ class RedisChannelLayer(BaseChannelLayer):
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
     ) -> None:
-        hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
-        if isinstance(hosts, str):
+        if isinstance(hosts, str):  # would be taken as a list of one-character URLs
             raise TypeError("hosts must be a list of URLs, not a string")
-        self.prefix = prefix
+        hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
         self.capacity = CapacityPolicy(capacity, channel_capacity)
         self.expiry = expiry
         self.group_expiry = group_expiry
@@ -98,8 +101,11 @@ class RedisChannelLayer(BaseChannelLayer):
             )
             for i, url in enumerate(hosts)
         ]
-        self.ring = HashRing(len(self.shards))
         self._serializer = Serializer(encryption_keys, max_size=max_message_size)
+        # Every key name, shard choice and stored encoding (also for sessions and ordering).
+        self.keys = KeySpace(prefix, self.shards, self._serializer)
+        self.prefix = self.keys.prefix
+        self.ring = self.keys.ring
         self._batchers = [SendBatcher(s) for s in self.shards]
         self._expiry_s = max(1, int(expiry))
         self._process = secrets.token_hex(6)
@@ -120,16 +126,16 @@ class RedisChannelLayer(BaseChannelLayer):
     # --- keys -----------------------------------------------------------------------------
 
     def _key(self, channel: str) -> str:
-        return f"{self.prefix}:ch:{non_local_name(channel)}"
+        return self.keys.channel(channel)
 
     def _counter_name(self, channel: str) -> str:
         return non_local_name(channel)
 
     def _meta_keys(self) -> tuple[str, str, str]:
-        return f"{self.prefix}:sent", f"{self.prefix}:full", f"{self.prefix}:channels"
+        return self.keys.counters()
 
     def _shard(self, name: str) -> Shard:
-        return self.shards[self.ring.shard_for(name)]
+        return self.keys.shard(name)
 
     # --- send -----------------------------------------------------------------------------
 
@@ -175,7 +181,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if now - ts > self.expiry:
             return  # expired while waiting: dropped, as if its key had expired
         if not name:
-            name = key[len(self.prefix) + 4 :]
+            name = self.keys.channel_name(key)
         self._stash[name].append((ts, body, key, item))
         self._fresh.add(name)
 
@@ -385,7 +391,7 @@ class RedisChannelLayer(BaseChannelLayer):
     # --- groups ---------------------------------------------------------------------------
 
     def _group_key(self, group: str) -> str:
-        return f"{self.prefix}:group:{group}"
+        return self.keys.group(group)
 
     async def group_add(self, group: str, channel: str) -> None:
         validate_group_name(group)
@@ -488,7 +494,7 @@ class RedisChannelLayer(BaseChannelLayer):
         return LoadReading(out, reports, failures)
 
     def _workers_key(self) -> str:
-        return f"{self.prefix}:workers"
+        return self.keys.key("workers")
 
     def _workers_shard(self) -> Shard:
         return self._shard(WORKERS_REGISTRY)
@@ -572,7 +578,9 @@ class RedisChannelLayer(BaseChannelLayer):
         sent, full, registry = self._meta_keys()
 
         async def one(shard: Shard) -> ChannelStatistics:
-            flat = await shard.eval("stats_all", (registry, sent, full), (f"{self.prefix}:ch:",))
+            flat = await shard.eval(
+                "stats_all", (registry, sent, full), (self.keys.channel_key_start,)
+            )
             now = time.time()
             items = []
             for i in range(0, len(flat), 5):
@@ -590,6 +598,19 @@ class RedisChannelLayer(BaseChannelLayer):
     async def global_statistics(self) -> ChannelStatistics:
         return total(await self.shard_statistics())
 
+    async def unavailable(self) -> list[str]:
+        """One PING per shard, all at once: the shards that did not answer, with why."""
+
+        async def one(shard: Shard) -> str | None:
+            try:
+                await shard.execute("PING")
+            except ShardUnavailable as exc:
+                return str(exc)
+            return None
+
+        results = await asyncio.gather(*(one(s) for s in self.shards))
+        return [r for r in results if r is not None]
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def flush(self) -> None:
@@ -597,7 +618,7 @@ class RedisChannelLayer(BaseChannelLayer):
         for shard in self.shards:
             async with shard.guard("flush"):
                 keys = [
-                    k async for k in shard.client.scan_iter(match=f"{self.prefix}:*", count=1000)
+                    k async for k in shard.client.scan_iter(match=self.keys.pattern(), count=1000)
                 ]
                 for i in range(0, len(keys), 500):
                     await shard.client.unlink(*keys[i : i + 500])
@@ -610,7 +631,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 by_key[key].append(item)
         self._stash.clear()
         for key, items in by_key.items():
-            channel = key[len(self.prefix) + 4 :]
+            channel = self.keys.channel_name(key)
             with contextlib.suppress(ShardUnavailable):
                 shard = self._shard(channel)
                 async with shard.guard("returning unreceived messages"):

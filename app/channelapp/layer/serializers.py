@@ -51,7 +51,7 @@ class Serializer:
         if not isinstance(message, dict):
             raise TypeError(f"a message must be a dict, got {type(message).__name__}")
         try:
-            body = msgpack.packb(message, use_bin_type=True)
+            body: bytes = msgpack.packb(message, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TypeError(f"message is not msgpack-serializable: {exc}") from None
         if self._fernet is not None:
@@ -92,4 +92,5 @@ def unframe(item: bytes) -> tuple[float, str, bytes]:
 
 
 def enqueued_at(item: bytes) -> float:
-    return _HEADER.unpack_from(item)[0]
+    ts: float = _HEADER.unpack_from(item)[0]
+    return ts

@@ -8,7 +8,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -99,7 +99,10 @@ class Shard:
             kwargs["password"] = password
         if parts.scheme == "rediss":
             kwargs.update(ssl_options or {})
-        self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        try:
+            self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"Redis URL {self.name!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=self.pool)
         # The hot path: script calls, non-blocking pops and small reads, auto-pipelined.
         self.wire = MultiplexedConnection(
@@ -177,13 +180,15 @@ class Shard:
     async def blpop(self, keys: Sequence[str], timeout: float) -> tuple[bytes, bytes] | None:
         async with self.guard("a blocking receive"):
             try:
-                return await self.client.blpop(list(keys), timeout=timeout)
+                got = await self.client.blpop(list(keys), timeout=timeout)
             except redis_errors.ConnectionError:
                 # A restarted server leaves the pool's idle connections dead, and the hot
                 # path (its own connection) may have noticed first: drop them, retry once.
                 # Safe for at-most-once: a pop lost with its connection is not repeated.
                 await self.pool.disconnect(inuse_connections=False)
-                return await self.client.blpop(list(keys), timeout=timeout)
+                got = await self.client.blpop(list(keys), timeout=timeout)
+        # The client does not decode responses: the key and the item are bytes.
+        return cast("tuple[bytes, bytes] | None", got)
 
     async def close(self) -> None:
         await self.wire.close()

@@ -156,7 +156,7 @@ class MultiplexedConnection:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._reader = hiredis.Reader()
         self._protocol = protocol
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
         setup: list[Command] = []
         if kw.get("password"):
             user = kw.get("username")

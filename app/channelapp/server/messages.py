@@ -108,4 +108,4 @@ def check_websocket_reply(message: Any) -> str:
             code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014
         ):
             raise BadReply(f"websocket.close code {code!r} is not a valid close code")
-    return kind
+    return str(kind)

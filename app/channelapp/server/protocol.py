@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
+from channelapp.server.frames import MaskedWebSocketResponse
 from channelapp.server.messages import (
     BadReply,
     check_response_body,
@@ -32,10 +33,23 @@ from channelapp.settings import (
     WEBSOCKET_RECEIVE,
     Settings,
 )
+from channelapp.startup import listen_error, settings_for, split_layer
 
 log = logging.getLogger("channelapp.server")
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
+MAX_SUBPROTOCOLS = 16  # offered in one handshake; more is refused with 400
+
+
+class _DeclinedSubprotocols(logging.Filter):
+    """An app choosing none of the offered subprotocols is normal, not worth aiohttp's warning
+    (which prints the whole offered list on every connection)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Client protocols" not in str(record.msg)
+
+
+logging.getLogger("aiohttp.websocket").addFilter(_DeclinedSubprotocols())
 
 
 class ProtocolServer:
@@ -48,7 +62,17 @@ class ProtocolServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.app = web.Application(client_max_size=settings.max_body_size)
-        health.add_health_routes(self.app, lambda: not self.draining)
+        # Ready while not draining and the layer answers: without it no request can be served.
+        self.layer_probe = health.LayerProbe(layer)
+        health.add_health_routes(
+            self.app,
+            lambda: not self.draining and self.layer_probe.problem is None,
+            why_not_ready=lambda: (
+                "shutting down"
+                if self.draining
+                else f"channel layer unavailable: {self.layer_probe.problem}"
+            ),
+        )
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
     # --- sending to the layer ---------------------------------------------------------------
@@ -63,6 +87,7 @@ class ProtocolServer:
         except ShardUnavailable as exc:
             metrics.LAYER_SEND_FAILURES.labels(channel, "unavailable").inc()
             log.error("cannot send to %s: %s", channel, exc)
+            self.layer_probe.failed(exc)
             return "unavailable"
         metrics.LAYER_SENDS.labels(channel).inc()
         return None
@@ -116,15 +141,17 @@ class ProtocolServer:
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter()
-        body = await self._read_body(request)
+        try:
+            async with asyncio.timeout(self.settings.read_timeout):
+                body = await self._read_body(request)
+        except TimeoutError:
+            return await self._request_timeout(request)
         if body is None:
-            return self._answer(
-                web.Response(
-                    status=413,
-                    text=f"request body larger than {self.settings.max_body_size} bytes\n",
-                    headers={"Connection": "close"},
-                )
+            refusal = web.Response(
+                status=413, text=f"request body larger than {self.settings.max_body_size} bytes\n"
             )
+            refusal.force_close()  # says Connection: close, and closes it
+            return self._answer(refusal)
         reply = await self.layer.new_channel("http.response")
         message = {
             "type": HTTP_REQUEST,
@@ -134,10 +161,9 @@ class ProtocolServer:
         }
         refused = await self._send(HTTP_REQUEST, message)
         if refused:
+            why = "server busy" if refused == "full" else "channel layer unavailable"
             return self._answer(
-                web.Response(
-                    status=503, text="server busy, try again\n", headers={"Retry-After": "1"}
-                )
+                web.Response(status=503, text=f"{why}, try again\n", headers={"Retry-After": "1"})
             )
         timeout = self.settings.response_timeout
         try:
@@ -165,7 +191,14 @@ class ProtocolServer:
             )
         except ShardUnavailable as exc:
             log.error("%s %s: %s", request.method, request.path, exc)
-            return self._answer(web.Response(status=503, text="channel layer unavailable\n"))
+            self.layer_probe.failed(exc)
+            return self._answer(
+                web.Response(
+                    status=503,
+                    text="channel layer unavailable, try again\n",
+                    headers={"Retry-After": "1"},
+                )
+            )
         metrics.HTTP_LATENCY.observe(time.perf_counter() - t0)
         if not more:
             response = web.Response(status=status, body=chunk)
@@ -191,12 +224,26 @@ class ProtocolServer:
         await stream.write_eof()
         return stream
 
+    async def _request_timeout(self, request: web.Request) -> web.StreamResponse:
+        """408 for a body that stopped short of its length; the connection is closed at once."""
+        timeout = self.settings.read_timeout
+        log.info("%s %.200s: body not received within %gs", request.method, request.path, timeout)
+        response = web.Response(
+            status=408, text=f"request body not received within {self.settings.read_timeout:g}s\n"
+        )
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()  # no lingering read of a body that is not coming
+        return self._answer(response)
+
     # --- WebSocket --------------------------------------------------------------------------
 
     async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if not origin_allowed(origin, request.host, self.settings.allowed_origins):
-            log.info("websocket from origin %r refused", origin)
+            log.info("websocket from origin %.200r refused", origin)
             return self._answer(
                 web.Response(status=403, text=f"origin {origin!r} is not allowed\n")
             )
@@ -207,6 +254,13 @@ class ProtocolServer:
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
             if p.strip()
         ]
+        if len(protocols) > MAX_SUBPROTOCOLS:
+            return self._answer(
+                web.Response(
+                    status=400,
+                    text=f"more than {MAX_SUBPROTOCOLS} WebSocket subprotocols offered\n",
+                )
+            )
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
         refused = await self._send(WEBSOCKET_CONNECT, connect)
         if refused:
@@ -225,7 +279,7 @@ class ProtocolServer:
         if kind != "websocket.accept":
             return self._answer(web.Response(status=403, text="connection rejected\n"))
         subprotocol = first.get("subprotocol")
-        ws = web.WebSocketResponse(
+        ws = MaskedWebSocketResponse(
             protocols=[subprotocol] if isinstance(subprotocol, str) else (),
             max_msg_size=self.settings.max_frame_size,
             heartbeat=30,
@@ -346,17 +400,29 @@ async def serve_protocol(
 ) -> None:
     """Serve until ``stop`` is set (or the task is cancelled), then shut down in stages."""
     server = ProtocolServer(settings, layer)
-    runner = web.AppRunner(server.app, handle_signals=False, access_log=None)
+    # keepalive_timeout closes a connection that sends no complete request head in time, new or
+    # idle (aiohttp arms it from connection_made): slow-header clients cannot hold sockets.
+    runner = web.AppRunner(
+        server.app, handle_signals=False, access_log=None, keepalive_timeout=settings.read_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise listen_error("HTTP", host, port, exc) from None
     log.info("protocol server listening on http://%s:%d", host, port)
+    probe = asyncio.create_task(server.layer_probe.run())
     if ready is not None:
         ready.set()
     stop = stop or asyncio.Event()
     try:
         await stop.wait()
     finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
         log.info("shutting down: stop accepting connections")
         server.draining = True
         await site.stop()
@@ -372,10 +438,8 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 async def run_protocol_async(app: Any, host: str, port: int) -> None:
-    from channelapp.layer import layer_from_settings
-
-    settings = Settings.from_env(app.settings)
-    layer = layer_from_settings(settings)
+    settings = settings_for(app)
+    layer = split_layer(settings, "protocol server")
     stop = asyncio.Event()
     install_stop_signals(stop)
     try:

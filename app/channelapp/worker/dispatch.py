@@ -18,6 +18,12 @@ class NoRoute(LookupError):
     pass
 
 
+def _is_class(consumer: Any) -> bool:
+    """A consumer class (instantiated per message) rather than a function; a plain bool, so
+    the type checker keeps ``consumer`` as Any instead of narrowing it to ``type[object]``."""
+    return inspect.isclass(consumer)
+
+
 async def invoke(app: App, ctx: Context) -> str:
     """Run the consumer for ``ctx.message``; returns the outcome label ("ok", "no_route")."""
     channel, message = ctx.channel, ctx.message
@@ -28,8 +34,8 @@ async def invoke(app: App, ctx: Context) -> str:
             return "no_route"
         route, ctx.kwargs = found
         request = Request(message, ctx)
-        consumer = route.consumer
-        if inspect.isclass(consumer):
+        consumer: Any = route.consumer
+        if _is_class(consumer):
             response = await consumer(ctx).handle(request)
         else:
             response = await consumer(request)
@@ -44,12 +50,12 @@ async def invoke(app: App, ctx: Context) -> str:
         route, ctx.kwargs = found
         await route.consumer(ctx).dispatch()
     else:
-        route = app.router.for_channel(channel)
-        if route is None:
+        by_channel = app.router.for_channel(channel)
+        if by_channel is None:
             log.warning("no consumer for channel %r; message dropped", channel)
             return "no_route"
-        consumer: Any = route.consumer
-        if inspect.isclass(consumer):
+        consumer = by_channel.consumer
+        if _is_class(consumer):
             await consumer(ctx).handle(message)
         else:
             await consumer(message, ctx)

@@ -8,8 +8,7 @@ import signal
 
 from channelapp.application import App
 from channelapp.health import serve_metrics
-from channelapp.layer import layer_from_settings
-from channelapp.settings import Settings
+from channelapp.startup import listen_error, settings_for, split_layer
 from channelapp.worker.runner import Worker
 
 log = logging.getLogger("channelapp.worker")
@@ -22,15 +21,19 @@ async def run_worker_async(
     metrics_port: int = 0,
     concurrency: int | None = None,
 ) -> None:
-    settings = Settings.from_env(app.settings)
-    layer = layer_from_settings(settings)
+    settings = settings_for(app)
+    layer = split_layer(settings, "worker")
     worker = Worker(app, layer, settings, concurrency=concurrency)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     side = None
     if metrics_port:
-        side = await serve_metrics(metrics_host, metrics_port, lambda: worker.ready)
+        try:
+            side = await serve_metrics(metrics_host, metrics_port, lambda: worker.ready)
+        except OSError as exc:
+            await layer.close()
+            raise listen_error("metrics", metrics_host, metrics_port, exc) from None
         log.info("worker metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     try:
         await worker.run()

@@ -10,14 +10,16 @@ finishes, the worker that ran it advances the counter and takes the parked
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib import resources
 from typing import Any, Protocol
 
-import msgpack
-
 from channelapp.layer import BaseChannelLayer, RedisChannelLayer
+from channelapp.layer.serializers import MessageCorrupt
 from channelapp.layer.shard import Shard, register_script
+
+log = logging.getLogger("channelapp.worker")
 
 for _name in ("claim", "advance", "force"):
     register_script(
@@ -34,26 +36,31 @@ class OrderingStore(Protocol):
 
 
 class RedisOrderingStore:
+    """Counters and parked messages in the layer's key space (parked messages sealed like
+    channel messages: encrypted when the layer has encryption keys)."""
+
     def __init__(self, layer: RedisChannelLayer, ttl: float = 3600) -> None:
-        self.layer = layer
+        self.keys = layer.keys
         self.ttl = int(ttl)
 
     def _where(self, socket: str) -> tuple[Shard, list[str]]:
-        p = self.layer.prefix
-        return self.layer.shards[self.layer.ring.shard_for(socket)], [
-            f"{p}:order:{socket}",
-            f"{p}:parked:{socket}",
-        ]
+        return self.keys.shard(socket), self.keys.ordering(socket)
 
     async def claim(self, socket: str, order: int, message: dict[str, Any]) -> bool:
         shard, keys = self._where(socket)
-        packed = msgpack.packb(message, use_bin_type=True)
-        return bool(await shard.eval("order_claim", keys, (order, packed, self.ttl)))
+        sealed = self.keys.seal(message)
+        return bool(await shard.eval("order_claim", keys, (order, sealed, self.ttl)))
 
     async def _take(self, name: str, socket: str, order: int) -> dict[str, Any] | None:
         shard, keys = self._where(socket)
         raw = await shard.eval(name, keys, (order, self.ttl))
-        return msgpack.unpackb(raw, raw=False) if raw else None
+        if not raw:
+            return None
+        try:
+            return self.keys.unseal(raw)
+        except MessageCorrupt as exc:
+            log.error("parked message %d of %s cannot be read, dropped: %s", order, socket, exc)
+            return None
 
     async def advance(self, socket: str, order: int) -> dict[str, Any] | None:
         return await self._take("order_advance", socket, order)

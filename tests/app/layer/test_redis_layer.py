@@ -420,3 +420,25 @@ async def test_blocking_receive_after_a_restart_drops_dead_pooled_connections(
         assert await asyncio.wait_for(receive, 5) == {"x": 1}
     finally:
         await layer.close()
+
+
+def test_one_url_as_a_string_is_refused_not_split_into_characters() -> None:
+    with pytest.raises(TypeError, match="list of URLs"):
+        RedisChannelLayer("redis://127.0.0.1:6379/0")  # type: ignore[arg-type]
+
+
+def test_every_key_name_starts_with_the_layer_prefix() -> None:
+    layer = RedisChannelLayer(["redis://127.0.0.1:1/0"], prefix="shop.a")
+    keys = layer.keys
+    names = [
+        keys.channel("http.request"),
+        keys.channel("websocket.send.p!x"),
+        keys.group("chat.lobby"),
+        *keys.counters(),
+        keys.session("websocket.send.p!x"),
+        *keys.ordering("websocket.send.p!x"),
+        keys.key("worker", "w1"),
+    ]
+    assert all(n.startswith("shop.a:") for n in names), names
+    assert keys.channel("websocket.send.p!x") == "shop.a:ch:websocket.send.p!"
+    assert keys.channel_name(keys.channel("http.request")) == "http.request"

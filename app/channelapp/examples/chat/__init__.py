@@ -26,6 +26,24 @@ class IndexPage(HttpConsumer):
         return Response.html(page)
 
 
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#3358d4"/>'
+    '<path d="M8 10h16v9H14l-5 4v-4H8z" fill="#fff"/></svg>'
+)
+
+
+class Favicon(HttpConsumer):
+    """The page's icon (also at /favicon.ico, where browsers look without a link)."""
+
+    async def get(self, request: Request) -> Response:
+        return Response(
+            FAVICON.encode(),
+            200,
+            [("Content-Type", "image/svg+xml"), ("Cache-Control", "max-age=86400")],
+        )
+
+
 class RoomInfo(HttpConsumer):
     async def get(self, request: Request) -> Response:
         room = request.kwargs["room"]
@@ -67,6 +85,8 @@ class ChatConsumer(JsonWebsocketConsumer):
 app = App(
     [
         path("/", IndexPage, protocol="http"),
+        path("/favicon.svg", Favicon, protocol="http"),
+        path("/favicon.ico", Favicon, protocol="http"),
         path("/api/rooms/<room>/", RoomInfo, protocol="http"),
         path("/ws/chat/<room>/", ChatConsumer, protocol="websocket"),
     ],

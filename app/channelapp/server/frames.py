@@ -1,0 +1,82 @@
+"""WebSocket frames from clients must be masked (RFC 6455 5.1); aiohttp's reader accepts both.
+
+:class:`MaskedWebSocketResponse` puts :class:`MaskedFramesOnly` in front of the
+frame reader: it follows frame boundaries (header lengths only, payloads are
+skipped, not copied) and fails the socket with 1002 at the first unmasked frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import WebSocketError, WSCloseCode, web
+
+_MASK_BIT = 0x80
+_EXTENDED = {126: 2, 127: 8}  # 7-bit length marker -> bytes of extended length
+
+
+class MaskedFramesOnly:
+    """Wraps a WebSocket frame reader; refuses the stream at the first unmasked frame."""
+
+    def __init__(self, reader: Any, queue: Any) -> None:
+        self._reader = reader
+        self._queue = queue
+        self._head = bytearray()  # header bytes of the frame being read
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._failed = False
+
+    def _header_size(self) -> int:
+        size = 2 + _EXTENDED.get(self._head[1] & 0x7F, 0)
+        return size + 4  # the mask key (checked to be there before this is called)
+
+    def _all_masked(self, data: bytes | bytearray | memoryview) -> bool:
+        view = memoryview(data)
+        i, n = 0, len(view)
+        while i < n:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            want = 2 if len(self._head) < 2 else self._header_size()
+            take = min(want - len(self._head), n - i)
+            self._head += view[i : i + take]
+            i += take
+            if len(self._head) == 2 and not self._head[1] & _MASK_BIT:
+                return False
+            if len(self._head) >= 2 and len(self._head) == self._header_size():
+                marker = self._head[1] & 0x7F
+                extended = _EXTENDED.get(marker, 0)
+                length = int.from_bytes(self._head[2 : 2 + extended]) if extended else marker
+                self._skip = length
+                self._head.clear()
+        return True
+
+    def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
+        if self._failed:
+            return False, b""
+        if not self._all_masked(data):
+            self._failed = True
+            self._queue.set_exception(
+                WebSocketError(WSCloseCode.PROTOCOL_ERROR, "client frames must be masked")
+            )
+            return False, b""
+        result: tuple[bool, bytes] = self._reader.feed_data(data)
+        return result
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+class MaskedWebSocketResponse(web.WebSocketResponse):
+    """A server-side WebSocket that closes with 1002 on an unmasked client frame."""
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        # Bytes that came with the handshake go through the check too, not around it.
+        handler: Any = request.protocol
+        tail, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        guard = MaskedFramesOnly(handler._payload_parser, self._reader)
+        handler._payload_parser = guard
+        if tail:
+            guard.feed_data(tail)

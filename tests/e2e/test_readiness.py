@@ -1,0 +1,61 @@
+"""A protocol server's readiness follows its channel layer: not ready while Redis is down, ready
+again when it is back; requests meanwhile are told the backend is unavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.processes import AppProcess, running
+from tests.support.redis_fixtures import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+ECHO = "channelapp.examples.echo:app"
+
+
+async def readyz(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with http.get(f"{url}/readyz") as r:
+        return r.status, await r.text()
+
+
+async def until(http: aiohttp.ClientSession, url: str, status: int, within: float) -> str:
+    deadline = time.monotonic() + within
+    while True:
+        got, text = await readyz(http, url)
+        if got == status:
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/readyz still {got} {text!r} after {within}s")
+        await asyncio.sleep(0.1)
+
+
+async def test_readiness_follows_redis_and_503_names_the_backend(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"CHANNELAPP_REDIS_URLS": redis_server.url}
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
+        async with aiohttp.ClientSession() as http:
+            assert (await readyz(http, proto.url))[0] == 200
+            redis_server.stop()
+            text = await until(http, proto.url, 503, within=10)
+            assert "channel layer unavailable" in text and "redis shard 0" in text, text
+            async with http.get(f"{proto.url}/work/1/") as r:
+                body = await r.text()
+                assert r.status == 503 and r.headers.get("Retry-After") == "1"
+                assert "channel layer unavailable" in body and "busy" not in body, body
+            redis_server.start()
+            await until(http, proto.url, 200, within=20)
+            for _ in range(50):
+                async with http.get(f"{proto.url}/work/2/") as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("no request served after Redis came back")
+    assert "channel layer unavailable" in proto.log()
