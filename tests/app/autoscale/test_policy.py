@@ -295,3 +295,24 @@ def test_more_arrivals_never_mean_fewer_workers(a: float, b: float, handling: fl
     p = ScalingPolicy(min_replicas=1, max_replicas=1000)
     lo, hi = sorted((a, b))
     assert raw_desired(p, steady(lo, handling)) <= raw_desired(p, steady(hi, handling))
+
+
+def test_the_readme_worked_example() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=10, scale_down_window=30)
+    state = ScalingState.starting_at(1, -31.0)
+    current = decide(p, state, Load(), 1, now=0).replicas
+    assert current == 1
+    busy = {"arrival_rate": 100.0, "handling_time": 0.05, "concurrency": 1}
+    first = Load(depth=40, oldest_age=0.3, workers=1, **busy)  # type: ignore[arg-type]
+    current = decide(p, state, first, current, now=1).replicas
+    assert current == 6
+    for t in range(2, 61):
+        load = Load(depth=t % 6, oldest_age=0.02, workers=6, **busy)  # type: ignore[arg-type]
+        assert decide(p, state, load, current, now=t).replicas == 6
+    surge = Load(depth=400, oldest_age=0.6, workers=6, **busy)  # type: ignore[arg-type]
+    current = decide(p, state, surge, current, now=61).replicas
+    assert current == 10
+    idle = Load(workers=10, **busy)  # type: ignore[arg-type]
+    assert decide(p, state, idle, current, now=64).replicas == 10
+    d = decide(p, state, idle, current, now=69)
+    assert d.replicas == 6, d
