@@ -43,6 +43,7 @@ async def run_policy(
         **os.environ,
         "CHANNELAPP_REDIS_URLS": url,
         "CHANNELAPP_WORKER_CONCURRENCY": "1",
+        "CHANNELAPP_SECRET_KEY": "bench-secret-key",
         "CHANNELAPP_CHANNEL_CAPACITY": "100000",
         "CHANNELAPP_MESSAGE_EXPIRY": "600",
     }

@@ -335,6 +335,8 @@ def test_a_steady_load_holds_a_steady_worker_count(
         "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
         "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
         "CHANNELAPP_WORKER_CONCURRENCY": "1",
+        "CHANNELAPP_KEY_PREFIX": app_prefix(namespace, name),
+        "CHANNELAPP_SECRET_KEY": "test-secret-key",
     }
     pool = WorkerPool("channelapp.examples.jobs:app", env)
     counts: list[tuple[float, int]] = []
@@ -352,7 +354,9 @@ def test_a_steady_load_holds_a_steady_worker_count(
     pods = threading.Thread(target=stand_in_for_pods, daemon=True)
     pods.start()
     try:
-        answered, waits = asyncio.run(steady_jobs(shards, rate=40, ms=100, seconds=45))
+        answered, waits = asyncio.run(
+            steady_jobs(shards, app_prefix(namespace, name), rate=40, ms=100, seconds=45)
+        )
     finally:
         stop.set()
         pods.join(10)
@@ -376,10 +380,10 @@ def test_a_steady_load_holds_a_steady_worker_count(
 
 
 async def steady_jobs(
-    shards: list[RedisServer], rate: float, ms: float, seconds: float
+    shards: list[RedisServer], prefix: str, rate: float, ms: float, seconds: float
 ) -> tuple[int, list[tuple[float, float]]]:
     """Send ``rate`` jobs/s for ``seconds``; return how many were answered and (at, wait)."""
-    layer = RedisChannelLayer(urls(shards), password=PASSWORD, capacity=100_000)
+    layer = RedisChannelLayer(urls(shards), prefix=prefix, password=PASSWORD, capacity=100_000)
     reply = await layer.new_channel("jobs.done")
     waits: list[tuple[float, float]] = []
     started = time.monotonic()
