@@ -45,6 +45,7 @@ class Scenario:
     drop_at: float | None = None  # step down, for the time-to-settle column
     surge: tuple[float, int] | None = None
     judged: tuple[tuple[float, float], ...] = ((10.0, 1e9),)  # phases of a constant need
+    startup: float = 1.0  # seconds from asked for to ready (a process; a pod takes longer)
 
     def needed(self, t: float) -> int:
         return max(1, math.ceil(self.rate(t) * self.handling / self.concurrency - 1e-9))
@@ -61,6 +62,15 @@ def scenarios() -> list[Scenario]:
                 conc,
             )
         )
+    out.append(
+        Scenario(
+            "steady 100/s x 50 ms, c=1, workers ready in 10 s",
+            lambda t: 100.0,
+            0.05,
+            startup=10.0,
+            judged=((20.0, 1e9),),
+        )
+    )
     for rate, handling in ((30, 0.05), (40, 0.1)):
         out.append(
             Scenario(
@@ -147,7 +157,7 @@ def _first(run: Run, after: float, test: Callable[[int], bool]) -> str:
 def main() -> None:
     print(
         f"# autoscaling under steady and changing loads (queue model, Poisson arrivals, "
-        f"1 s worker start, {WINDOW:g} s scale-down window, max {MAX})",
+        f"workers ready 1 s after asked unless stated, {WINDOW:g} s scale-down window, max {MAX})",
         flush=True,
     )
     rows = []
@@ -160,6 +170,7 @@ def main() -> None:
                 concurrency=s.concurrency,
                 duration=s.duration,
                 surge=s.surge,
+                startup=s.startup,
             )
             rows.append([s.name, name, *judge(s, run)])
     print()

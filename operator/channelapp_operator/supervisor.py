@@ -135,7 +135,7 @@ class AppSupervisor:
             depth=sum(s["messages_pending"] for s in stats),
             oldest_age=max((s["messages_max_age"] for s in stats), default=0.0),
             unreachable=[str(f) for f in reading.failures],
-            sent=sum(s["messages_count"] for s in stats),
+            sent=sum(s["messages_count"] + s["channel_full_count"] for s in stats),
             workers=dict(reading.workers),
         )
 

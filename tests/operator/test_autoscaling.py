@@ -366,10 +366,10 @@ def test_a_steady_load_holds_a_steady_worker_count(
     started = counts[0][0]
     steady = [c for t, c in counts if t - started >= 20]
     changes = sum(1 for a, b in itertools.pairwise(steady) if a != b)
-    assert changes <= 1, steady
+    assert changes <= 2, steady  # the depth rule: 5 and more in the same time
     assert all(4 <= c <= 6 for c in steady), steady
     late = sorted(w for t, w in waits if t >= 20)
-    assert late[int(0.99 * (len(late) - 1))] < 1.0, late[-20:]
+    assert late[int(0.99 * (len(late) - 1))] < 1.5, late[-20:]
 
     status = chapp(kube_cluster, namespace, name)["status"]
     load = status["load"]

@@ -82,7 +82,7 @@ async def read_sample(layer: RedisChannelLayer, channels: Sequence[str], at: flo
         at=at,
         depth=sum(s["messages_pending"] for s in stats),
         oldest_age=max((s["messages_max_age"] for s in stats), default=0.0),
-        sent=sum(s["messages_count"] for s in stats),
+        sent=sum(s["messages_count"] + s["channel_full_count"] for s in stats),
         workers=reading.workers,
     )
 

@@ -58,6 +58,8 @@ class ScalingPolicy:
     """A worker's concurrency until the workers report their own."""
     backlog_hold: float = 5.0
     """Seconds workers added for a backlog stay after it is drained (at most the window)."""
+    startup_grace: float = 60.0
+    """Seconds after a scale-up during which workers not reporting yet count as starting."""
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -90,6 +92,8 @@ class ScalingState:
     """(when, workers the demand needed): scale-in waits for the window's highest."""
     backlog: deque[tuple[float, int]] = field(default_factory=deque)
     """(when, workers a backlog needed): held briefly, so a drained backlog lets go soon."""
+    raised_at: float = float("-inf")
+    """When a decision last raised the count (workers may still be starting)."""
 
     @classmethod
     def starting_at(cls, replicas: int, now: float) -> ScalingState:
@@ -124,8 +128,13 @@ class Recommendation:
         return max(self.demand, self.backlog)
 
 
-def recommend(policy: ScalingPolicy, load: Load | int, current: int = 0) -> Recommendation:
-    """Workers the load needs right now (before stabilization), and why."""
+def recommend(
+    policy: ScalingPolicy, load: Load | int, current: int = 0, *, starting: bool = False
+) -> Recommendation:
+    """Workers the load needs right now (before stabilization), and why.
+
+    ``starting``: some workers asked for have not reported yet (see :func:`decide`).
+    """
     load = _as_load(load)
     depth = max(0, load.depth)
     arrival = max(0.0, load.arrival_rate or 0.0)
@@ -158,22 +167,31 @@ def recommend(policy: ScalingPolicy, load: Load | int, current: int = 0) -> Reco
         f" of {c} at {policy.target_utilization:.0%}"
     )
     backlog = 0
-    # Workers asked for but not reporting yet will drain the backlog soon: until they report,
-    # only the arrivals ask for more (no second jump on the same backlog).
-    starting = 0 < load.workers < current
+    running = math.ceil(load.in_flight / c)
+    if running > demand + 1:
+        # Messages still running beyond what the arrivals explain (long ones, arrivals that
+        # stopped) hold their workers while they run, and only then: scale-in would cut them.
+        # One worker of slack, so a pool that happens to be all busy at a poll is not held.
+        backlog = running
+        why += f"; {load.in_flight} in flight hold {running}"
     # Queueing that clears on its own (bursts of a random arrival stream) is left to the
     # utilization headroom: the backlog counts once the oldest message waited longer than
     # two handling times plus half the target wait.
-    if not starting and depth > 0 and load.oldest_age > 2 * s + policy.target_queue_wait / 2:
-        drain = busy + depth * s / policy.target_queue_wait
-        backlog = math.ceil(drain / c - 1e-9)
+    if depth > 0 and load.oldest_age > 2 * s + policy.target_queue_wait / 2:
         why += f"; {depth} waiting (oldest {load.oldest_age:.1f}s)"
-        if backlog <= max(demand, current) and load.oldest_age > policy.target_queue_wait:
-            # The estimates say the pool suffices, yet messages wait too long: one more.
-            backlog = max(demand, current) + 1
-            why += f" longer than {policy.target_queue_wait:g}s: one more, {backlog}"
+        if starting:
+            # Workers asked for but not reporting yet will drain it: keep them, ask no more.
+            backlog = current
+            why += f", {current - load.workers} worker(s) still starting"
         else:
-            why += f" drained within {policy.target_queue_wait:g}s by {backlog}"
+            drain = busy + depth * s / policy.target_queue_wait
+            backlog = max(backlog, math.ceil(drain / c - 1e-9))
+            if backlog <= max(demand, current) and load.oldest_age > policy.target_queue_wait:
+                # The estimates say the pool suffices, yet messages wait too long: one more.
+                backlog = max(demand, current) + 1
+                why += f" longer than {policy.target_queue_wait:g}s: one more, {backlog}"
+            else:
+                why += f" drained within {policy.target_queue_wait:g}s by {backlog}"
     return Recommendation(
         _bound(policy, max(floor, demand)), min(backlog, policy.max_replicas), why
     )
@@ -191,7 +209,12 @@ def decide(
     Records this decision's recommendation in ``state``.
     """
     load = _as_load(load)
-    rec = recommend(policy, load, current)
+    starting = (
+        load.handling_time is not None
+        and load.workers < current
+        and now - state.raised_at < policy.startup_grace
+    )
+    rec = recommend(policy, load, current, starting=starting)
     raw, why = rec.replicas, rec.why
     _remember(state.history, now, rec.demand, policy.scale_down_window)
     _remember(state.backlog, now, rec.backlog, min(policy.scale_down_window, policy.backlog_hold))
@@ -204,6 +227,7 @@ def decide(
         reason = why
         if target < raw:
             reason += f", limited to +{policy.max_scale_up_step} per step"
+        state.raised_at = now
         return Decision(target, raw, reason)
 
     stabilized = max(max(r for _, r in state.history), max(r for _, r in state.backlog))

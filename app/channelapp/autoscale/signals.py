@@ -37,7 +37,7 @@ class Sample:
     oldest_age: float
     """Seconds the oldest waiting message has waited."""
     sent: int
-    """Messages ever queued on the app's channels."""
+    """Messages ever offered to the app's channels: queued, or refused as full."""
     workers: Mapping[str, WorkerReport] = field(default_factory=dict)
 
 
@@ -82,19 +82,10 @@ class LoadTracker:
         base = self.samples[0]
         elapsed = sample.at - base.at
         rate = (sample.sent - base.sent) / elapsed if elapsed > 0 else None
-        near = next((s for s in self.samples if s.at >= sample.at - self.recent), base)
-        if near is sample:
-            near = self.samples[-2] if len(self.samples) > 1 else base
-        if rate is not None and near.at < sample.at:
-            count, span = sample.sent - near.sent, sample.at - near.at
-            recent = count / span
-            expected = rate * span
-            # A surge is both large (surge_ratio) and unlikely to be chance: more than four
-            # standard deviations of Poisson arrivals above what the stable rate expects.
-            if recent > self.surge_ratio * rate and count - expected > 4 * math.sqrt(expected):
-                self.surge_until = sample.at + self.window
-            if sample.at < self.surge_until:
-                rate = max(rate, recent)
+        if rate is not None and self._surging(sample, rate):
+            self.surge_until = sample.at + self.window
+        if rate is not None and sample.at < self.surge_until:
+            rate = max(rate, self._rate_since(sample, sample.at - self.recent))
         handled, busy = 0, 0.0
         for worker, now in sample.workers.items():
             # Each worker against its own oldest report in the window (it may have started
@@ -107,6 +98,8 @@ class LoadTracker:
                 busy += spent
         if handled:
             self.handling_time = busy / handled
+        elif not sample.workers:
+            self.handling_time = None  # none live (asleep, or not started): nothing measured
         reports = list(sample.workers.values())
         concurrency = None
         if reports:
@@ -119,4 +112,31 @@ class LoadTracker:
             in_flight=sum(r["in_flight"] for r in reports),
             concurrency=concurrency,
             workers=len(reports),
+        )
+
+    def _rate_since(self, sample: Sample, since: float) -> float:
+        start = next((s for s in self.samples if s.at >= since), self.samples[0])
+        if start.at >= sample.at:
+            start = self.samples[-2] if len(self.samples) > 1 else self.samples[0]
+        span = sample.at - start.at
+        return (sample.sent - start.sent) / span if span > 0 else 0.0
+
+    def _surging(self, sample: Sample, rate: float) -> bool:
+        """Both halves of the recent window run above ``surge_ratio`` x the stable rate, and
+        the excess is more than four standard deviations of Poisson arrivals.
+
+        Both halves, so a one-off burst (all in one poll) is left to the backlog term instead
+        of inflating the rate for a whole window; four sigmas, so chance does not trigger it.
+        """
+        half = self.recent / 2
+        older = next((s for s in self.samples if s.at >= sample.at - self.recent), None)
+        middle = next((s for s in self.samples if s.at >= sample.at - half), None)
+        if older is None or middle is None or not older.at < middle.at < sample.at:
+            return False
+        first = (middle.sent - older.sent) / (middle.at - older.at)
+        second = (sample.sent - middle.sent) / (sample.at - middle.at)
+        count, span = sample.sent - older.sent, sample.at - older.at
+        expected = rate * span
+        return min(first, second) > self.surge_ratio * rate and count - expected > 4 * math.sqrt(
+            expected
         )

@@ -506,7 +506,9 @@ class RedisChannelLayer(BaseChannelLayer):
         )
         ttl_ms = max(1, int(ttl * 1000))
         await self._workers_shard().eval(
-            "worker_beat", (self._workers_key(),), (worker, ttl_ms, state)
+            "worker_beat",
+            (self._workers_key(), self.keys.key("workers", "swept")),
+            (worker, ttl_ms, state),
         )
 
     async def forget_worker(self, worker: str) -> None:

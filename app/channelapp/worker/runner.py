@@ -72,10 +72,16 @@ class Worker:
         while True:
             try:
                 await self.layer.report_worker(self.id, self.report(), ttl)
+                if warned:
+                    log.info("publishing the worker's load for the autoscaler again")
                 warned = False
-            except ShardUnavailable as exc:
+            except Exception as exc:  # any failure (OOM, READONLY, a lost shard): retry, say once
                 if not warned:
-                    log.warning("could not publish the worker's load for the autoscaler: %s", exc)
+                    log.warning(
+                        "could not publish the worker's load for the autoscaler "
+                        "(it stops counting this worker until this works again): %s",
+                        exc,
+                    )
                 warned = True
             await asyncio.sleep(interval)
 

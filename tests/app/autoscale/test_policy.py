@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide, raw_desired
-from channelapp.autoscale.signals import Load
+from channelapp.autoscale.signals import Load, LoadTracker, Sample
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -202,10 +202,36 @@ def test_a_fresh_burst_is_left_to_the_headroom() -> None:
     assert decide(p, ScalingState.starting_at(6, 0.0), load, 6, now=1).replicas == 6
 
 
-def test_workers_still_starting_are_not_asked_for_twice() -> None:
+def test_workers_still_starting_are_kept_and_not_asked_for_twice() -> None:
+    """Pods that take longer than the backlog hold to start are neither removed nor doubled."""
     p = ScalingPolicy(min_replicas=1, max_replicas=50)
-    load = steady(100, 0.05, depth=400, oldest_age=2.0, workers=3)  # 45 asked, 3 report
-    assert decide(p, ScalingState.starting_at(45, 0.0), load, 45, now=1).replicas == 45
+    state = ScalingState.starting_at(3, -100.0)
+    first = steady(100, 0.05, depth=400, oldest_age=2.0, workers=3)
+    assert decide(p, state, first, 3, now=0).replicas == 45
+    for t in range(1, 30):  # 30 s of pods not ready, the backlog still there
+        load = steady(100, 0.05, depth=400, oldest_age=2.0 + t, workers=3)
+        d = decide(p, state, load, 45, now=t)
+        assert d.replicas == 45, (t, d)
+    assert "42 worker(s) still starting" in d.reason
+
+
+def test_a_worker_that_never_reports_stops_blocking_the_backlog_after_the_grace() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=50, startup_grace=60)
+    state = ScalingState.starting_at(4, -100.0)
+    assert decide(p, state, steady(60, 0.05, workers=4), 4, now=0).replicas == 4
+    state.raised_at = 0.0  # one of five asked for crash-loops: 4 report
+    stuck = steady(60, 0.05, depth=500, oldest_age=5.0, workers=4)
+    assert decide(p, state, stuck, 5, now=30).replicas == 5
+    assert decide(p, state, stuck, 5, now=61).replicas == 50  # 3 + 500 x 0.05 / 0.5 = 53
+
+
+def test_messages_in_flight_hold_their_workers_when_arrivals_stop() -> None:
+    p = ScalingPolicy(min_replicas=1, max_replicas=50, scale_down_window=0)
+    load = Load(arrival_rate=0.0, handling_time=60.0, in_flight=200, concurrency=8, workers=30)
+    d = decide(p, ScalingState.starting_at(30, -100.0), load, 30, now=0)
+    assert d.replicas == 25 and "200 in flight hold 25" in d.reason
+    gone = Load(arrival_rate=0.0, handling_time=60.0, in_flight=0, concurrency=8, workers=30)
+    assert decide(p, ScalingState.starting_at(25, -100.0), gone, 25, now=10).replicas == 1
 
 
 def test_old_messages_add_one_worker_per_decision_when_the_estimate_is_off() -> None:
@@ -298,21 +324,33 @@ def test_more_arrivals_never_mean_fewer_workers(a: float, b: float, handling: fl
 
 
 def test_the_readme_worked_example() -> None:
+    """The README's table, through the real tracker: 100 jobs/s of 50 ms, a burst at 61 s."""
     p = ScalingPolicy(min_replicas=1, max_replicas=10, scale_down_window=30)
-    state = ScalingState.starting_at(1, -31.0)
-    current = decide(p, state, Load(), 1, now=0).replicas
-    assert current == 1
-    busy = {"arrival_rate": 100.0, "handling_time": 0.05, "concurrency": 1}
-    first = Load(depth=40, oldest_age=0.3, workers=1, **busy)  # type: ignore[arg-type]
-    current = decide(p, state, first, current, now=1).replicas
-    assert current == 6
-    for t in range(2, 61):
-        load = Load(depth=t % 6, oldest_age=0.02, workers=6, **busy)  # type: ignore[arg-type]
-        assert decide(p, state, load, current, now=t).replicas == 6
-    surge = Load(depth=400, oldest_age=0.6, workers=6, **busy)  # type: ignore[arg-type]
-    current = decide(p, state, surge, current, now=61).replicas
-    assert current == 10
-    idle = Load(workers=10, **busy)  # type: ignore[arg-type]
-    assert decide(p, state, idle, current, now=64).replicas == 10
-    d = decide(p, state, idle, current, now=69)
-    assert d.replicas == 6, d
+    state, tracker = ScalingState.starting_at(1, -31.0), LoadTracker()
+    current, sent, changes = 1, 0, {}
+    for t in range(130):
+        depth, age = 0, 0.0
+        if t >= 1:
+            sent += 100
+        if t == 1:
+            depth, age = 40, 0.3
+        if t == 61:
+            sent += 400
+        if 61 <= t <= 63:
+            depth, age = 400 - 150 * (t - 61), 0.6 + (t - 61)
+        handled = sent - depth
+        workers = {
+            f"w{i}": {
+                "in_flight": 0,
+                "handled": handled // current,
+                "busy_seconds": handled // current * 0.05,
+                "concurrency": 1,
+            }
+            for i in range(current)
+        }
+        load = tracker.observe(Sample(float(t), depth, age, sent, workers))  # type: ignore[arg-type]
+        d = decide(p, state, load, current, float(t))
+        if d.replicas != current:
+            changes[t] = d.replicas
+        current = d.replicas
+    assert changes == {1: 6, 61: 10, 69: 7, 121: 6}, changes

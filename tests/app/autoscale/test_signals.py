@@ -64,3 +64,48 @@ def test_workers_that_start_after_the_first_read_are_measured() -> None:
     tracker.observe(Sample(0.5, 0, 0.0, 10, {"a": report(0, 0.0)}))
     load = tracker.observe(Sample(1.0, 0, 0.0, 20, {"a": report(10, 0.5)}))
     assert load.handling_time == 0.05
+
+
+def test_a_woken_app_forgets_the_old_handling_time() -> None:
+    """No live worker (asleep at zero, or pods not started): the depth rule stands in again."""
+    tracker = LoadTracker()
+    tracker.observe(Sample(0.0, 0, 0.0, 0, {"a": report(0, 0.0)}))
+    assert tracker.observe(Sample(1.0, 0, 0.0, 10, {"a": report(10, 1.0)})).handling_time == 0.1
+    assert tracker.observe(Sample(2.0, 3, 0.0, 13, {})).handling_time is None
+
+
+def rate_after(tracker: LoadTracker, counts: list[int], step: float = 0.5) -> float | None:
+    load = None
+    sent = 0
+    for i, n in enumerate(counts):
+        sent += n
+        load = tracker.observe(Sample(i * step, 0, 0.0, sent, {}))
+    assert load is not None
+    return load.arrival_rate
+
+
+def test_a_step_up_in_arrivals_shows_within_two_seconds() -> None:
+    tracker = LoadTracker()
+    rate = rate_after(tracker, [50] * 60 + [150] * 5)  # 100/s for 30 s, then 300/s
+    assert rate is not None and rate > 250, rate
+
+
+def test_a_one_off_burst_does_not_read_as_a_higher_rate() -> None:
+    """400 at once on 100/s is a backlog, not a step: the stable rate moves by 400 / 30 s."""
+    tracker = LoadTracker()
+    rate = rate_after(tracker, [50] * 60 + [450] + [50] * 4)
+    assert rate is not None and rate < 120, rate
+
+
+def test_random_arrivals_do_not_read_as_a_surge() -> None:
+    import random
+
+    rng = random.Random(3)
+    tracker = LoadTracker()
+    counts = [sum(rng.random() < 0.1 for _ in range(50)) for _ in range(600)]  # 10/s, binomial
+    sent = 0
+    for i, n in enumerate(counts):
+        sent += n
+        load = tracker.observe(Sample(i * 0.5, 0, 0.0, sent, {}))
+        if i > 60:
+            assert load.arrival_rate is not None and load.arrival_rate < 14, (i, load)

@@ -65,8 +65,11 @@ async def test_reports_count_work_and_a_killed_worker_stops_counting(
                 statuses = await pending
             assert statuses == [200] * 6
             assert sum(r["in_flight"] for r in busy.values()) > 0, busy
-            await asyncio.sleep(0.5)
             done = await reports(layer)
+            deadline = time.monotonic() + 5
+            while sum(r["handled"] for r in done.values()) < 6 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                done = await reports(layer)
             assert sum(r["handled"] for r in done.values()) >= 6
             handling = sum(r["busy_seconds"] for r in done.values()) / sum(
                 r["handled"] for r in done.values()
@@ -83,6 +86,12 @@ async def test_reports_count_work_and_a_killed_worker_stops_counting(
             gone_after = time.monotonic() - killed_at
             assert len(await reports(layer)) == 1
             assert gone_after <= TTL + 0.5, gone_after
+            # The survivor's next beats sweep the dead worker's field out of the hash.
+            key = layer.keys.key("workers")
+            deadline = time.monotonic() + 2 * TTL + 1
+            while redis_server.command("HLEN", key) != ":1" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert redis_server.command("HLEN", key) == ":1"
 
             # A clean stop withdraws the report at once.
             first.terminate()
