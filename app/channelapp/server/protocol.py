@@ -36,6 +36,10 @@ from channelapp.settings import (
 log = logging.getLogger("channelapp.server")
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
+BAD_HANDSHAKE = (
+    "invalid websocket handshake: Connection: Upgrade, Sec-WebSocket-Version: 13 "
+    "and a Sec-WebSocket-Key are required\n"
+)
 
 
 class ProtocolServer:
@@ -200,6 +204,11 @@ class ProtocolServer:
             return self._answer(
                 web.Response(status=403, text=f"origin {origin!r} is not allowed\n")
             )
+        # A handshake aiohttp would refuse must not reach the application: connect would
+        # run (groups, session, order keys) for a socket that never opens.
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            log.info("websocket %s: invalid handshake refused", request.path)
+            return self._answer(web.Response(status=400, text=BAD_HANDSHAKE))
         reply = await self.layer.new_channel("websocket.send")
         base = scope(request, reply)
         protocols = [
@@ -209,20 +218,25 @@ class ProtocolServer:
         ]
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
         refused = await self._send(WEBSOCKET_CONNECT, connect)
-        if refused:
+        if refused:  # connect never queued: nothing to undo
             return await self._close_at_once(request, TRY_AGAIN_LATER, "server busy")
+        # From here on connect may have run, so every way out sends the disconnect.
+        code: int = WSCloseCode.ABNORMAL_CLOSURE
         try:
             first = await self._reply(reply, self.settings.response_timeout)
             kind = check_websocket_reply(first)
         except TimeoutError:
             log.warning("websocket %s: no accept from a worker in time", request.path)
+            await self._disconnect(reply, request.path, code, 1)
             return self._answer(web.Response(status=504, text="no response from the application\n"))
         except (BadReply, ShardUnavailable) as exc:
             log.error("websocket %s: %s", request.path, exc)
+            await self._disconnect(reply, request.path, code, 1)
             return self._answer(
                 web.Response(status=500, text="malformed response from the application\n")
             )
         if kind != "websocket.accept":
+            await self._disconnect(reply, request.path, int(first.get("code", 1000)), 1)
             return self._answer(web.Response(status=403, text="connection rejected\n"))
         subprotocol = first.get("subprotocol")
         ws = web.WebSocketResponse(
@@ -230,7 +244,11 @@ class ProtocolServer:
             max_msg_size=self.settings.max_frame_size,
             heartbeat=30,
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except Exception:
+            await self._disconnect(reply, request.path, code, 1)
+            raise
         metrics.HTTP_REQUESTS.labels("101").inc()
         self.sockets.add(ws)
         metrics.WEBSOCKETS_OPEN.inc()
@@ -280,17 +298,22 @@ class ProtocolServer:
                 await writer
             if ws.close_code is None and ws.closed is False:
                 await ws.close(code=code)
-            order += 1
-            await self._send(
-                WEBSOCKET_DISCONNECT,
-                {
-                    "type": WEBSOCKET_DISCONNECT,
-                    "reply_channel": reply,
-                    "path": path,
-                    "code": int(ws.close_code or code),
-                    "order": order,
-                },
-            )
+            await self._disconnect(reply, path, int(ws.close_code or code), order + 1)
+
+    async def _disconnect(self, reply: str, path: str, code: int, order: int) -> None:
+        """Tell the application the socket is gone (after every connect that was queued)."""
+        refused = await self._send(
+            WEBSOCKET_DISCONNECT,
+            {
+                "type": WEBSOCKET_DISCONNECT,
+                "reply_channel": reply,
+                "path": path,
+                "code": code,
+                "order": order,
+            },
+        )
+        if refused:
+            log.error("websocket %s: disconnect of %s not queued (%s)", path, reply, refused)
 
     async def _write_replies(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
         while not ws.closed:
