@@ -34,14 +34,19 @@ class Settings:
     allowed_origins: list[str] = field(default_factory=list)
     # Host header values served ("*" = any).
     allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
-    # Per-channel capacity and message expiry (seconds) in the layer.
+    # Per-channel capacity and message expiry (seconds) in the layer. A socket's replies count
+    # against its own capacity: the protocol server closes a socket that far behind with 1008.
     channel_capacity: int = 1000
+    # Most replies waiting in Redis for one protocol server, all its sockets together.
+    reply_capacity: int = 100_000
     message_expiry: float = 60.0
     group_expiry: float = 86400.0
     # Protocol server limits.
     max_body_size: int = 1024 * 1024
     max_frame_size: int = 1024 * 1024
     response_timeout: float = 30.0
+    # Bytes of replies one socket may have waiting before it is closed as too slow (1008).
+    send_buffer_size: int = 1024 * 1024
     # Worker: how many messages run at once, and how long SIGTERM waits for them.
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0

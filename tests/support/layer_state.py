@@ -29,3 +29,14 @@ def group_size(servers: list[RedisServer], group: str, prefix: str = "channelapp
         finally:
             client.close()
     return total
+
+
+def group_members(servers: list[RedisServer], group: str, prefix: str = "channelapp") -> list[str]:
+    members: list[str] = []
+    for server in servers:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            members += client.zrange(f"{prefix}:group:{group}", 0, -1)
+        finally:
+            client.close()
+    return members

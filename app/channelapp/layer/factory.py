@@ -14,6 +14,7 @@ def layer_from_settings(settings: Settings) -> BaseChannelLayer:
         return RedisChannelLayer(
             settings.redis_urls,
             capacity=settings.channel_capacity,
+            reply_capacity=settings.reply_capacity,
             expiry=settings.message_expiry,
             group_expiry=settings.group_expiry,
             password=settings.redis_password,

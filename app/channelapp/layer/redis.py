@@ -64,6 +64,7 @@ class RedisChannelLayer(BaseChannelLayer):
         prefix: str = "channelapp",
         capacity: int = 100,
         channel_capacity: Mapping[str, int] | None = None,
+        reply_capacity: int = 100_000,
         expiry: float = 60,
         group_expiry: float = 86400,
         password: str | None = None,
@@ -79,6 +80,9 @@ class RedisChannelLayer(BaseChannelLayer):
             raise TypeError("hosts must be a list of URLs, not a string")
         self.prefix = prefix
         self.capacity = CapacityPolicy(capacity, channel_capacity)
+        if reply_capacity < 1:
+            raise ValueError(f"reply_capacity must be at least 1, got {reply_capacity}")
+        self.reply_capacity = reply_capacity
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.shards = [
@@ -123,6 +127,17 @@ class RedisChannelLayer(BaseChannelLayer):
     def _meta_keys(self) -> tuple[str, str, str]:
         return f"{self.prefix}:sent", f"{self.prefix}:full", f"{self.prefix}:channels"
 
+    def _list_capacity(self, channel: str) -> int:
+        """The bound Redis enforces on the list ``channel`` is stored in.
+
+        Every reply channel of a process shares one list, so a per-channel bound there
+        would make one socket's backlog refuse the others' messages. That list gets
+        ``reply_capacity`` for all its channels together; each reply channel's own
+        ``capacity`` is enforced by its receiver (the protocol server closes a socket
+        that falls that far behind).
+        """
+        return self.reply_capacity if is_process_specific(channel) else self.capacity(channel)
+
     def _shard(self, name: str) -> Shard:
         return self.shards[self.ring.shard_for(name)]
 
@@ -141,13 +156,15 @@ class RedisChannelLayer(BaseChannelLayer):
             (self._key(channel), sent, full, registry),
             (
                 self._item(channel, body),
-                self.capacity(channel),
+                self._list_capacity(channel),
                 self._expiry_s,
                 self._counter_name(channel),
             ),
         )
         if not ok:
-            raise ChannelFull(f"channel {channel!r} is full ({self.capacity(channel)} messages)")
+            raise ChannelFull(
+                f"channel {channel!r} is full ({self._list_capacity(channel)} messages)"
+            )
 
     # --- receive --------------------------------------------------------------------------
 
@@ -424,7 +441,11 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.ring.shard_for(channel), ([sent, full, registry], [self._expiry_s])
             )
             keys.append(self._key(channel))
-            args += [self._item(channel, body), self.capacity(channel), self._counter_name(channel)]
+            args += [
+                self._item(channel, body),
+                self._list_capacity(channel),
+                self._counter_name(channel),
+            ]
         results = await asyncio.gather(
             *(self.shards[i].eval("send_many", k, a) for i, (k, a) in per_shard.items()),
             return_exceptions=True,

@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
@@ -25,17 +25,16 @@ from channelapp.server.messages import (
     check_websocket_reply,
     scope,
 )
+from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession
 from channelapp.settings import (
     HTTP_REQUEST,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
-    WEBSOCKET_RECEIVE,
     Settings,
 )
 
 log = logging.getLogger("channelapp.server")
 
-TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
 BAD_HANDSHAKE = (
     "invalid websocket handshake: Connection: Upgrade, Sec-WebSocket-Version: 13 "
     "and a Sec-WebSocket-Key are required\n"
@@ -57,7 +56,7 @@ class ProtocolServer:
 
     # --- sending to the layer ---------------------------------------------------------------
 
-    async def _send(self, channel: str, message: dict[str, Any]) -> str | None:
+    async def send(self, channel: str, message: dict[str, Any]) -> str | None:
         """Send; on refusal return the reason ("full" or "unavailable") instead of raising."""
         try:
             await self.layer.send(channel, message)
@@ -136,7 +135,7 @@ class ProtocolServer:
             "body": body,
             **scope(request, reply),
         }
-        refused = await self._send(HTTP_REQUEST, message)
+        refused = await self.send(HTTP_REQUEST, message)
         if refused:
             return self._answer(
                 web.Response(
@@ -217,7 +216,7 @@ class ProtocolServer:
             if p.strip()
         ]
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
-        refused = await self._send(WEBSOCKET_CONNECT, connect)
+        refused = await self.send(WEBSOCKET_CONNECT, connect)
         if refused:  # connect never queued: nothing to undo
             return await self._close_at_once(request, TRY_AGAIN_LATER, "server busy")
         # From here on connect may have run, so every way out sends the disconnect.
@@ -227,16 +226,16 @@ class ProtocolServer:
             kind = check_websocket_reply(first)
         except TimeoutError:
             log.warning("websocket %s: no accept from a worker in time", request.path)
-            await self._disconnect(reply, request.path, code, 1)
+            await self.disconnect(reply, request.path, code, 1)
             return self._answer(web.Response(status=504, text="no response from the application\n"))
         except (BadReply, ShardUnavailable) as exc:
             log.error("websocket %s: %s", request.path, exc)
-            await self._disconnect(reply, request.path, code, 1)
+            await self.disconnect(reply, request.path, code, 1)
             return self._answer(
                 web.Response(status=500, text="malformed response from the application\n")
             )
         if kind != "websocket.accept":
-            await self._disconnect(reply, request.path, int(first.get("code", 1000)), 1)
+            await self.disconnect(reply, request.path, int(first.get("code", 1000)), 1)
             return self._answer(web.Response(status=403, text="connection rejected\n"))
         subprotocol = first.get("subprotocol")
         ws = web.WebSocketResponse(
@@ -247,13 +246,13 @@ class ProtocolServer:
         try:
             await ws.prepare(request)
         except Exception:
-            await self._disconnect(reply, request.path, code, 1)
+            await self.disconnect(reply, request.path, code, 1)
             raise
         metrics.HTTP_REQUESTS.labels("101").inc()
         self.sockets.add(ws)
         metrics.WEBSOCKETS_OPEN.inc()
         try:
-            await self._pump(ws, reply, request.path)
+            await SocketSession(self, ws, request, reply).run()
         finally:
             self.sockets.discard(ws)
             metrics.WEBSOCKETS_OPEN.dec()
@@ -265,44 +264,9 @@ class ProtocolServer:
         await ws.close(code=code, message=why.encode())
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
-        order = 0
-        writer = asyncio.create_task(self._write_replies(ws, reply, path))
-        code: int = WSCloseCode.OK
-        try:
-            async for msg in ws:
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                order += 1
-                event: dict[str, Any] = {
-                    "type": WEBSOCKET_RECEIVE,
-                    "reply_channel": reply,
-                    "path": path,
-                    "order": order,
-                }
-                if msg.type == WSMsgType.TEXT:
-                    event["text"] = msg.data
-                else:
-                    event["bytes"] = msg.data
-                if await self._send(WEBSOCKET_RECEIVE, event):
-                    await ws.close(code=TRY_AGAIN_LATER, message=b"server busy")
-                    code = TRY_AGAIN_LATER
-                    break
-            if ws.close_code is not None:
-                code = ws.close_code
-            if isinstance(ws.exception(), Exception) and ws.close_code is None:
-                code = WSCloseCode.ABNORMAL_CLOSURE
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            if ws.close_code is None and ws.closed is False:
-                await ws.close(code=code)
-            await self._disconnect(reply, path, int(ws.close_code or code), order + 1)
-
-    async def _disconnect(self, reply: str, path: str, code: int, order: int) -> None:
+    async def disconnect(self, reply: str, path: str, code: int, order: int) -> None:
         """Tell the application the socket is gone (after every connect that was queued)."""
-        refused = await self._send(
+        refused = await self.send(
             WEBSOCKET_DISCONNECT,
             {
                 "type": WEBSOCKET_DISCONNECT,
@@ -314,28 +278,6 @@ class ProtocolServer:
         )
         if refused:
             log.error("websocket %s: disconnect of %s not queued (%s)", path, reply, refused)
-
-    async def _write_replies(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
-        while not ws.closed:
-            try:
-                message = await self.layer.receive(reply)
-                kind = check_websocket_reply(message)
-            except BadReply as exc:
-                log.error("websocket %s: malformed message from the application: %s", path, exc)
-                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"application error")
-                return
-            except ShardUnavailable as exc:
-                log.error("websocket %s: %s", path, exc)
-                await asyncio.sleep(0.5)
-                continue
-            if kind == "websocket.send":
-                if message.get("text") is not None:
-                    await ws.send_str(message["text"])
-                else:
-                    await ws.send_bytes(message["bytes"])
-            elif kind == "websocket.close":
-                await ws.close(code=message.get("code", 1000))
-                return
 
     # --- lifecycle --------------------------------------------------------------------------
 
