@@ -16,6 +16,10 @@ WEBSOCKETS_TOO_SLOW = Counter(
     "channelapp_websockets_too_slow_total",
     "WebSockets closed with 1008 because their replies waiting passed the send buffer",
 )
+LAYER_STATE_LOST = Counter(
+    "channelapp_layer_state_lost_total",
+    "Times a Redis shard was found to have lost its data (its sockets closed with 1012)",
+)
 LAYER_SENDS = Counter(
     "channelapp_layer_sends_total", "Messages sent to the channel layer", ["channel"]
 )

@@ -115,6 +115,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._fresh: set[str] = set()  # names deposited since the last wake-up
         self._last_purge = time.monotonic()
         self.group_full_count = 0
+        self._marked: set[int] = set()  # shards holding this process's liveness marker
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -564,6 +565,30 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def global_statistics(self) -> ChannelStatistics:
         return total(await self.shard_statistics())
+
+    # --- lost state ---------------------------------------------------------------------
+
+    async def shards_that_lost_state(self, ttl: int = 3600) -> list[int]:
+        """Shards that lost what they held since the last call (restarted empty, flushed).
+
+        Each call refreshes a marker key of this process on every shard; a shard where
+        the marker set by an earlier call is gone has lost its group memberships,
+        sessions and ordering keys with it. Shards that cannot be reached are skipped
+        and checked again on the next call.
+        """
+        key = f"{self.prefix}:alive:{self._process}"
+
+        async def one(shard: Shard) -> bool:
+            old = await shard.execute("SET", key, "1", "EX", ttl, "GET")
+            lost = shard.index in self._marked and old is None
+            self._marked.add(shard.index)
+            return lost
+
+        results = await asyncio.gather(*(one(s) for s in self.shards), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ShardUnavailable):
+                raise result
+        return [s.index for s, lost in zip(self.shards, results, strict=True) if lost is True]
 
     # --- lifecycle ------------------------------------------------------------------------
 

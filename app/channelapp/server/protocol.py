@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, web
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
+from channelapp.server import lost_state
 from channelapp.server.messages import (
     BadReply,
     check_response_body,
@@ -46,7 +47,7 @@ class ProtocolServer:
         self.settings = settings
         self.layer = layer
         self.draining = False
-        self.sockets: set[web.WebSocketResponse] = set()
+        self.sockets: dict[web.WebSocketResponse, SocketSession] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -249,12 +250,13 @@ class ProtocolServer:
             await self.disconnect(reply, request.path, code, 1)
             raise
         metrics.HTTP_REQUESTS.labels("101").inc()
-        self.sockets.add(ws)
+        session = SocketSession(self, ws, request, reply)
+        self.sockets[ws] = session
         metrics.WEBSOCKETS_OPEN.inc()
         try:
-            await SocketSession(self, ws, request, reply).run()
+            await session.run()
         finally:
-            self.sockets.discard(ws)
+            self.sockets.pop(ws, None)
             metrics.WEBSOCKETS_OPEN.dec()
         return ws
 
@@ -280,6 +282,12 @@ class ProtocolServer:
             log.error("websocket %s: disconnect of %s not queued (%s)", path, reply, refused)
 
     # --- lifecycle --------------------------------------------------------------------------
+
+    async def close_socket(self, ws: web.WebSocketResponse, code: int, why: str) -> None:
+        """Close one open socket from outside its session, within the session's grace."""
+        session = self.sockets.get(ws)
+        if session is not None:
+            await session.close(code, why)
 
     async def drain(self, grace: float = 10.0) -> None:
         """Stop being ready, close every WebSocket with 1001, wait for HTTP responses in flight."""
@@ -320,7 +328,8 @@ async def serve_protocol(
         ready.set()
     stop = stop or asyncio.Event()
     try:
-        await stop.wait()
+        async with lost_state.watching(server):
+            await stop.wait()
     finally:
         log.info("shutting down: stop accepting connections")
         server.draining = True
