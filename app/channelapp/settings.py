@@ -51,6 +51,9 @@ class Settings:
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0
     session_ttl: float = 86400.0
+    # Seconds a socket's message waits for a predecessor that was lost before running anyway
+    # (a predecessor whose worker was killed is known at once, within about a second).
+    park_timeout: float = 5.0
 
     @classmethod
     def from_env(
