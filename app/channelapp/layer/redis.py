@@ -112,6 +112,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._key_waiting: defaultdict[str, int] = defaultdict(int)  # receive()s per list
+        self._key_futures: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._fresh: set[str] = set()  # names deposited since the last wake-up
         self._last_purge = time.monotonic()
         self.group_full_count = 0
@@ -349,16 +350,25 @@ class RedisChannelLayer(BaseChannelLayer):
                 if reader is not None and reader.done() and not reader.cancelled():
                     reader.exception()
                 reader = asyncio.get_running_loop().create_task(self._read(channel, key))
+                reader.add_done_callback(lambda _t, key=key: self._wake_key(key))
                 self._readers[key] = reader
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._name_waiters[channel].append(fut)
+            self._key_futures[key].add(fut)
             self._key_waiting[key] += 1
             try:
-                await asyncio.wait([fut, reader], return_when=asyncio.FIRST_COMPLETED)
+                # Woken by a deposit for this name or by the reader ending (one callback on
+                # the reader for all its receivers: thousands of sockets wait on one list).
+                await fut
             finally:
                 self._key_waiting[key] -= 1
                 if not self._key_waiting[key]:
                     del self._key_waiting[key]
+                futures = self._key_futures.get(key)
+                if futures is not None:
+                    futures.discard(fut)
+                    if not futures:
+                        del self._key_futures[key]
                 waiters = self._name_waiters.get(channel)
                 if waiters is not None:
                     with contextlib.suppress(ValueError):
@@ -367,6 +377,12 @@ class RedisChannelLayer(BaseChannelLayer):
                         del self._name_waiters[channel]
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()  # type: ignore[misc]
+
+    def _wake_key(self, key: str) -> None:
+        """The reader of ``key`` ended (nobody left to feed, an error, closing)."""
+        for fut in self._key_futures.get(key, ()):
+            if not fut.done():
+                fut.set_result(None)
 
     def _waiting(self, channel: str, key: str) -> int:
         """How many receive()s the reader of ``key`` still has to feed.
