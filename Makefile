@@ -49,9 +49,10 @@ test-fast: ## Only the tests that need neither a cluster nor a browser
 	$(PYTHON) -m pytest -ra -m 'not cluster and not browser' $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: ## Run the benchmarks (layer, websocket, autoscale) and print their tables
+bench: ## Run the benchmarks (layer, websocket, fanout, autoscale) and print their tables
 	$(PYTHON) -m bench.layer
 	$(PYTHON) -m bench.websocket
+	$(PYTHON) -m bench.fanout
 	$(PYTHON) -m bench.autoscale
 
 ##@ Cluster
