@@ -16,6 +16,10 @@ WEBSOCKETS_TOO_SLOW = Counter(
     "channelapp_websockets_too_slow_total",
     "WebSockets closed with 1008 because their replies waiting passed the send buffer",
 )
+WEBSOCKETS_LOST_MESSAGES = Counter(
+    "channelapp_websockets_lost_messages_total",
+    "WebSockets closed with 1013 because their server's reply list was full and they lost a message",
+)
 LAYER_STATE_LOST = Counter(
     "channelapp_layer_state_lost_total",
     "Times a Redis shard was found to have lost its data (its sockets closed with 1012)",

@@ -584,6 +584,14 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # --- lost state ---------------------------------------------------------------------
 
+    async def take_lost_replies(self, prefix: str) -> list[str]:
+        """This process's reply channels ``prefix.<process>!*`` that lost a message since the
+        last call because the process's shared reply list held ``reply_capacity`` messages.
+        """
+        name = f"{prefix}.{self._process}!"
+        lost = await self._shard(name).execute("SPOP", f"{self._key(name)}:lost", 100_000)
+        return [m.decode() if isinstance(m, bytes) else m for m in lost or ()]
+
     async def shards_that_lost_state(self, ttl: int = 3600) -> list[int]:
         """Shards that lost what they held since the last call (restarted empty, flushed).
 
