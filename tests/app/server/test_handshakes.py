@@ -22,12 +22,19 @@ CHAT = "channelapp.examples.chat:app"
 
 
 @pytest.fixture
-def chat(redis_shards: list[RedisServer], tmp_path: Path) -> Iterator[AppProcess]:
+def processes(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> Iterator[tuple[AppProcess, AppProcess]]:
     env = {"CHANNELAPP_REDIS_URLS": ",".join(s.url for s in redis_shards)}
     with running(
         AppProcess("protocol", CHAT, env, tmp_path), AppProcess("worker", CHAT, env, tmp_path)
-    ) as (proto, _worker):
-        yield proto
+    ) as (proto, worker):
+        yield proto, worker
+
+
+@pytest.fixture
+def chat(processes: tuple[AppProcess, AppProcess]) -> AppProcess:
+    return processes[0]
 
 
 async def raw_get(port: int, path: str, headers: dict[str, str]) -> bytes:
@@ -69,8 +76,9 @@ async def test_handshake_without_key_is_400_and_never_connects(
 
 
 async def test_rejected_handshake_leaves_no_order_key(
-    chat: AppProcess, redis_shards: list[RedisServer]
+    processes: tuple[AppProcess, AppProcess], redis_shards: list[RedisServer]
 ) -> None:
+    chat, worker = processes
     async with aiohttp.ClientSession() as http:
         for _ in range(5):
             with pytest.raises(aiohttp.WSServerHandshakeError) as err:
@@ -78,3 +86,5 @@ async def test_rejected_handshake_leaves_no_order_key(
             assert err.value.status == 403
     await settled(lambda: keys_matching(redis_shards, "channelapp:order:*") == [])
     assert keys_matching(redis_shards, "channelapp:session:*") == []
+    # The disconnect of a rejected socket runs cleanly (its room name was never a group).
+    assert "Traceback" not in worker.log()
