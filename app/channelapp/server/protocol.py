@@ -293,9 +293,9 @@ class ProtocolServer:
         """Stop being ready, close every WebSocket with 1001, wait for HTTP responses in flight."""
         self.draining = True
         log.info("draining: closing %d websocket(s) with 1001", len(self.sockets))
-        await asyncio.gather(
+        await asyncio.gather(  # each within CLOSE_GRACE: a client that reads nothing is cut off
             *(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                self.close_socket(ws, WSCloseCode.GOING_AWAY, "server shutting down")
                 for ws in list(self.sockets)
             ),
             return_exceptions=True,

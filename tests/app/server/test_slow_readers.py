@@ -165,3 +165,25 @@ async def test_a_slow_client_that_drops_is_disconnected(
     assert group_size(redis_shards, "chat.droproom") == 0, group_members(
         redis_shards, "chat.droproom"
     )
+
+
+@pytest.mark.parametrize(
+    "chat",
+    [{"CHANNELAPP_SEND_BUFFER_SIZE": str(64 << 20), "CHANNELAPP_CHANNEL_CAPACITY": "10000"}],
+    ids=["large-buffer"],
+    indirect=True,
+)
+async def test_sigterm_is_not_held_up_by_a_client_that_never_reads(
+    chat: tuple[AppProcess, ...],
+) -> None:
+    proto, _worker = chat
+    slow = slow_client(proto.port, "/ws/chat/stuckroom/")
+    try:
+        await asyncio.sleep(0.5)
+        assert await flood(f"{proto.url}/ws/chat/stuckroom/", 3000) == 3000  # writes to it wait
+        t0 = time.monotonic()
+        proto.terminate()
+        assert await asyncio.to_thread(proto.wait, 30) == 0
+        assert time.monotonic() - t0 < 8, "shutdown waited for the slow client"
+    finally:
+        slow.close()
