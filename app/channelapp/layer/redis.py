@@ -603,7 +603,9 @@ class RedisChannelLayer(BaseChannelLayer):
         key = f"{self.prefix}:alive:{self._process}"
 
         async def one(shard: Shard) -> bool:
-            old = await shard.execute("SET", key, "1", "EX", ttl, "GET")
+            # Two commands, not SET ... GET: that needs Redis 6.2. Only this process writes it.
+            old = await shard.execute("GET", key)
+            await shard.execute("SET", key, "1", "EX", ttl)
             lost = shard.index in self._marked and old is None
             self._marked.add(shard.index)
             return lost

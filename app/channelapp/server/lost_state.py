@@ -87,8 +87,11 @@ async def watch_layer(server: ProtocolServer, interval: float = 1.0) -> None:
     if not isinstance(layer, RedisChannelLayer):
         return
     while True:
-        await check_shards(server, layer)
-        await check_lost_replies(server, layer)
+        try:
+            await check_shards(server, layer)
+            await check_lost_replies(server, layer)
+        except Exception:  # never stop watching; a Redis that refuses a command says why here
+            log.exception("watching the channel layer failed")
         await asyncio.sleep(interval)
 
 

@@ -151,6 +151,9 @@ class Worker:
             except ShardUnavailable as exc:
                 log.error("sweeping parked messages failed: %s", exc)
                 continue
+            except Exception:  # never stop sweeping: parked messages would wait forever
+                log.exception("sweeping parked messages failed")
+                continue
             for socket, message, why in swept:
                 if why == "dead":
                     log.warning(
