@@ -24,7 +24,22 @@ if not settings.configured:
                 "CONFIG": {
                     "hosts": [os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")]
                 },
-            }
+            },
+            # Rooms join hundreds of sockets at once: redis-py's pool refuses past 100
+            # connections by default, so the fan-out consumer gets a larger pool.
+            "fanout": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [
+                        {
+                            "address": os.environ.get(
+                                "BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"
+                            ),
+                            "max_connections": 2000,
+                        }
+                    ]
+                },
+            },
         },
     )
     django.setup()
@@ -49,3 +64,26 @@ class RedisEcho(AsyncWebsocketConsumer):
 
 inprocess = URLRouter([path("ws/echo/", InProcessEcho.as_asgi())])
 via_redis = URLRouter([path("ws/echo/", RedisEcho.as_asgi())])
+
+
+class FanoutChat(AsyncWebsocketConsumer):
+    """A chat room as Channels tutorials write it: group_add on connect, group_send per message."""
+
+    channel_layer_alias = "fanout"
+
+    async def connect(self):  # type: ignore[no-untyped-def]
+        self.group = "fanout_" + self.scope["url_route"]["kwargs"]["room"]
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):  # type: ignore[no-untyped-def]
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):  # type: ignore[no-untyped-def]
+        await self.channel_layer.group_send(self.group, {"type": "chat.message", "text": text_data})
+
+    async def chat_message(self, event):  # type: ignore[no-untyped-def]
+        await self.send(text_data=event["text"])
+
+
+fanout = URLRouter([path("ws/chat/<str:room>/", FanoutChat.as_asgi())])

@@ -12,6 +12,18 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 WEBSOCKETS_OPEN = Gauge("channelapp_websockets_open", "WebSocket connections open now")
+WEBSOCKETS_TOO_SLOW = Counter(
+    "channelapp_websockets_too_slow_total",
+    "WebSockets closed with 1008 because their replies waiting passed the send buffer",
+)
+WEBSOCKETS_LOST_MESSAGES = Counter(
+    "channelapp_websockets_lost_messages_total",
+    "WebSockets closed with 1013 because their server's reply list was full and they lost a message",
+)
+LAYER_STATE_LOST = Counter(
+    "channelapp_layer_state_lost_total",
+    "Times a Redis shard was found to have lost its data (its sockets closed with 1012)",
+)
 LAYER_SENDS = Counter(
     "channelapp_layer_sends_total", "Messages sent to the channel layer", ["channel"]
 )

@@ -40,8 +40,11 @@ class Settings:
     allowed_origins: list[str] = field(default_factory=list)
     # Host header values served ("*" = any).
     allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
-    # Per-channel capacity and message expiry (seconds) in the layer.
+    # Per-channel capacity and message expiry (seconds) in the layer. A socket's replies count
+    # against its own capacity: the protocol server closes a socket that far behind with 1008.
     channel_capacity: int = 1000
+    # Most replies waiting in Redis for one protocol server, all its sockets together.
+    reply_capacity: int = 100_000
     message_expiry: float = 60.0
     group_expiry: float = 86400.0
     # Protocol server limits.
@@ -51,6 +54,8 @@ class Settings:
     # Seconds a client has to send a request's head (a new or idle keep-alive connection is
     # closed after it) and, separately, its whole body (408 after it).
     read_timeout: float = 10.0
+    # Bytes of replies one socket may have waiting before it is closed as too slow (1008).
+    send_buffer_size: int = 1024 * 1024
     # Worker: how many messages run at once, and how long SIGTERM waits for them.
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0
@@ -59,6 +64,9 @@ class Settings:
     worker_report_interval: float = 0.5
     worker_report_ttl: float = 3.0
     session_ttl: float = 86400.0
+    # Seconds a socket's message waits for a predecessor that was lost before running anyway
+    # (a predecessor whose worker was killed is known at once, within about a second).
+    park_timeout: float = 5.0
 
     @classmethod
     def from_env(

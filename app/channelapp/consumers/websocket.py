@@ -12,6 +12,7 @@ import logging
 from typing import Any, ClassVar
 
 from channelapp.consumers.context import Context
+from channelapp.layer.names import InvalidChannelName, validate_group_name
 from channelapp.sessions import Session
 
 log = logging.getLogger("channelapp.consumers")
@@ -43,6 +44,10 @@ class WebsocketConsumer:
             await self.receive(text=self.message.get("text"), bytes=self.message.get("bytes"))
         elif kind == "websocket.disconnect":
             for group in self._groups():
+                try:
+                    validate_group_name(group)
+                except InvalidChannelName:
+                    continue  # never joined (a rejected connect): group_add refuses such names
                 await self.ctx.group_discard(group)
             await self.disconnect(self.message.get("code", 1000))
             await self.ctx.sessions.delete(self.reply_channel)

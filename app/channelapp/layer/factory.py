@@ -15,6 +15,7 @@ def layer_from_settings(settings: Settings) -> BaseChannelLayer:
             settings.redis_urls,
             prefix=settings.key_prefix,
             capacity=settings.channel_capacity,
+            reply_capacity=settings.reply_capacity,
             expiry=settings.message_expiry,
             group_expiry=settings.group_expiry,
             password=settings.redis_password,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -73,6 +74,7 @@ class RedisChannelLayer(BaseChannelLayer):
         prefix: str = DEFAULT_PREFIX,
         capacity: int = 100,
         channel_capacity: Mapping[str, int] | None = None,
+        reply_capacity: int = 100_000,
         expiry: float = 60,
         group_expiry: float = 86400,
         password: str | None = None,
@@ -87,6 +89,9 @@ class RedisChannelLayer(BaseChannelLayer):
             raise TypeError("hosts must be a list of URLs, not a string")
         hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
         self.capacity = CapacityPolicy(capacity, channel_capacity)
+        if reply_capacity < 1:
+            raise ValueError(f"reply_capacity must be at least 1, got {reply_capacity}")
+        self.reply_capacity = reply_capacity
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.shards = [
@@ -119,9 +124,11 @@ class RedisChannelLayer(BaseChannelLayer):
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._key_waiting: defaultdict[str, int] = defaultdict(int)  # receive()s per list
+        self._key_futures: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._fresh: set[str] = set()  # names deposited since the last wake-up
         self._last_purge = time.monotonic()
         self.group_full_count = 0
+        self._marked: set[int] = set()  # shards holding this process's liveness marker
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -133,6 +140,17 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _meta_keys(self) -> tuple[str, str, str]:
         return self.keys.counters()
+
+    def _list_capacity(self, channel: str) -> int:
+        """The bound Redis enforces on the list ``channel`` is stored in.
+
+        Every reply channel of a process shares one list, so a per-channel bound there
+        would make one socket's backlog refuse the others' messages. That list gets
+        ``reply_capacity`` for all its channels together; each reply channel's own
+        ``capacity`` is enforced by its receiver (the protocol server closes a socket
+        that falls that far behind).
+        """
+        return self.reply_capacity if is_process_specific(channel) else self.capacity(channel)
 
     def _shard(self, name: str) -> Shard:
         return self.keys.shard(name)
@@ -152,13 +170,15 @@ class RedisChannelLayer(BaseChannelLayer):
             (self._key(channel), sent, full, registry),
             (
                 self._item(channel, body),
-                self.capacity(channel),
+                self._list_capacity(channel),
                 self._expiry_s,
                 self._counter_name(channel),
             ),
         )
         if not ok:
-            raise ChannelFull(f"channel {channel!r} is full ({self.capacity(channel)} messages)")
+            raise ChannelFull(
+                f"channel {channel!r} is full ({self._list_capacity(channel)} messages)"
+            )
 
     # --- receive --------------------------------------------------------------------------
 
@@ -342,16 +362,25 @@ class RedisChannelLayer(BaseChannelLayer):
                 if reader is not None and reader.done() and not reader.cancelled():
                     reader.exception()
                 reader = asyncio.get_running_loop().create_task(self._read(channel, key))
+                reader.add_done_callback(functools.partial(self._reader_done, key))
                 self._readers[key] = reader
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._name_waiters[channel].append(fut)
+            self._key_futures[key].add(fut)
             self._key_waiting[key] += 1
             try:
-                await asyncio.wait([fut, reader], return_when=asyncio.FIRST_COMPLETED)
+                # Woken by a deposit for this name or by the reader ending (one callback on
+                # the reader for all its receivers: thousands of sockets wait on one list).
+                await fut
             finally:
                 self._key_waiting[key] -= 1
                 if not self._key_waiting[key]:
                     del self._key_waiting[key]
+                futures = self._key_futures.get(key)
+                if futures is not None:
+                    futures.discard(fut)
+                    if not futures:
+                        del self._key_futures[key]
                 waiters = self._name_waiters.get(channel)
                 if waiters is not None:
                     with contextlib.suppress(ValueError):
@@ -360,6 +389,15 @@ class RedisChannelLayer(BaseChannelLayer):
                         del self._name_waiters[channel]
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()  # type: ignore[misc]
+
+    def _reader_done(self, key: str, _task: asyncio.Task[None]) -> None:
+        self._wake_key(key)
+
+    def _wake_key(self, key: str) -> None:
+        """The reader of ``key`` ended (nobody left to feed, an error, closing)."""
+        for fut in self._key_futures.get(key, ()):
+            if not fut.done():
+                fut.set_result(None)
 
     def _waiting(self, channel: str, key: str) -> int:
         """How many receive()s the reader of ``key`` still has to feed.
@@ -435,7 +473,11 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.ring.shard_for(channel), ([sent, full, registry], [self._expiry_s])
             )
             keys.append(self._key(channel))
-            args += [self._item(channel, body), self.capacity(channel), self._counter_name(channel)]
+            args += [
+                self._item(channel, body),
+                self._list_capacity(channel),
+                self._counter_name(channel),
+            ]
         results = await asyncio.gather(
             *(self.shards[i].eval("send_many", k, a) for i, (k, a) in per_shard.items()),
             return_exceptions=True,
@@ -612,6 +654,40 @@ class RedisChannelLayer(BaseChannelLayer):
 
         results = await asyncio.gather(*(one(s) for s in self.shards))
         return [r for r in results if r is not None]
+
+    # --- lost state ---------------------------------------------------------------------
+
+    async def take_lost_replies(self, prefix: str) -> list[str]:
+        """This process's reply channels ``prefix.<process>!*`` that lost a message since the
+        last call because the process's shared reply list held ``reply_capacity`` messages.
+        """
+        name = f"{prefix}.{self._process}!"
+        lost = await self._shard(name).execute("SPOP", f"{self._key(name)}:lost", 100_000)
+        return [m.decode() if isinstance(m, bytes) else m for m in lost or ()]
+
+    async def shards_that_lost_state(self, ttl: int = 3600) -> list[int]:
+        """Shards that lost what they held since the last call (restarted empty, flushed).
+
+        Each call refreshes a marker key of this process on every shard; a shard where
+        the marker set by an earlier call is gone has lost its group memberships,
+        sessions and ordering keys with it. Shards that cannot be reached are skipped
+        and checked again on the next call.
+        """
+        key = self.keys.key("alive", self._process)
+
+        async def one(shard: Shard) -> bool:
+            # Two commands, not SET ... GET: that needs Redis 6.2. Only this process writes it.
+            old = await shard.execute("GET", key)
+            await shard.execute("SET", key, "1", "EX", ttl)
+            lost = shard.index in self._marked and old is None
+            self._marked.add(shard.index)
+            return lost
+
+        results = await asyncio.gather(*(one(s) for s in self.shards), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ShardUnavailable):
+                raise result
+        return [s.index for s, lost in zip(self.shards, results, strict=True) if lost is True]
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -13,11 +13,12 @@ import signal
 import time
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
+from channelapp.server import lost_state
 from channelapp.server.frames import MaskedWebSocketResponse
 from channelapp.server.messages import (
     BadReply,
@@ -26,18 +27,17 @@ from channelapp.server.messages import (
     check_websocket_reply,
     scope,
 )
+from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession
 from channelapp.settings import (
     HTTP_REQUEST,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
-    WEBSOCKET_RECEIVE,
     Settings,
 )
 from channelapp.startup import listen_error, settings_for, split_layer
 
 log = logging.getLogger("channelapp.server")
 
-TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
 MAX_SUBPROTOCOLS = 16  # offered in one handshake; more is refused with 400
 
 
@@ -51,13 +51,18 @@ class _DeclinedSubprotocols(logging.Filter):
 
 logging.getLogger("aiohttp.websocket").addFilter(_DeclinedSubprotocols())
 
+BAD_HANDSHAKE = (
+    "invalid websocket handshake: Connection: Upgrade, Sec-WebSocket-Version: 13 "
+    "and a Sec-WebSocket-Key are required\n"
+)
+
 
 class ProtocolServer:
     def __init__(self, settings: Settings, layer: BaseChannelLayer) -> None:
         self.settings = settings
         self.layer = layer
         self.draining = False
-        self.sockets: set[web.WebSocketResponse] = set()
+        self.sockets: dict[web.WebSocketResponse, SocketSession] = {}
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -77,7 +82,7 @@ class ProtocolServer:
 
     # --- sending to the layer ---------------------------------------------------------------
 
-    async def _send(self, channel: str, message: dict[str, Any]) -> str | None:
+    async def send(self, channel: str, message: dict[str, Any]) -> str | None:
         """Send; on refusal return the reason ("full" or "unavailable") instead of raising."""
         try:
             await self.layer.send(channel, message)
@@ -159,7 +164,7 @@ class ProtocolServer:
             "body": body,
             **scope(request, reply),
         }
-        refused = await self._send(HTTP_REQUEST, message)
+        refused = await self.send(HTTP_REQUEST, message)
         if refused:
             why = "server busy" if refused == "full" else "channel layer unavailable"
             return self._answer(
@@ -247,6 +252,11 @@ class ProtocolServer:
             return self._answer(
                 web.Response(status=403, text=f"origin {origin!r} is not allowed\n")
             )
+        # A handshake aiohttp would refuse must not reach the application: connect would
+        # run (groups, session, order keys) for a socket that never opens.
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            log.info("websocket %s: invalid handshake refused", request.path)
+            return self._answer(web.Response(status=400, text=BAD_HANDSHAKE))
         reply = await self.layer.new_channel("websocket.send")
         base = scope(request, reply)
         protocols = [
@@ -262,21 +272,26 @@ class ProtocolServer:
                 )
             )
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
-        refused = await self._send(WEBSOCKET_CONNECT, connect)
-        if refused:
+        refused = await self.send(WEBSOCKET_CONNECT, connect)
+        if refused:  # connect never queued: nothing to undo
             return await self._close_at_once(request, TRY_AGAIN_LATER, "server busy")
+        # From here on connect may have run, so every way out sends the disconnect.
+        code: int = WSCloseCode.ABNORMAL_CLOSURE
         try:
             first = await self._reply(reply, self.settings.response_timeout)
             kind = check_websocket_reply(first)
         except TimeoutError:
             log.warning("websocket %s: no accept from a worker in time", request.path)
+            await self.disconnect(reply, request.path, code, 1)
             return self._answer(web.Response(status=504, text="no response from the application\n"))
         except (BadReply, ShardUnavailable) as exc:
             log.error("websocket %s: %s", request.path, exc)
+            await self.disconnect(reply, request.path, code, 1)
             return self._answer(
                 web.Response(status=500, text="malformed response from the application\n")
             )
         if kind != "websocket.accept":
+            await self.disconnect(reply, request.path, int(first.get("code", 1000)), 1)
             return self._answer(web.Response(status=403, text="connection rejected\n"))
         subprotocol = first.get("subprotocol")
         ws = MaskedWebSocketResponse(
@@ -284,14 +299,19 @@ class ProtocolServer:
             max_msg_size=self.settings.max_frame_size,
             heartbeat=30,
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except Exception:
+            await self.disconnect(reply, request.path, code, 1)
+            raise
         metrics.HTTP_REQUESTS.labels("101").inc()
-        self.sockets.add(ws)
+        session = SocketSession(self, ws, request, reply)
+        self.sockets[ws] = session
         metrics.WEBSOCKETS_OPEN.inc()
         try:
-            await self._pump(ws, reply, request.path)
+            await session.run()
         finally:
-            self.sockets.discard(ws)
+            self.sockets.pop(ws, None)
             metrics.WEBSOCKETS_OPEN.dec()
         return ws
 
@@ -301,82 +321,36 @@ class ProtocolServer:
         await ws.close(code=code, message=why.encode())
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
-        order = 0
-        writer = asyncio.create_task(self._write_replies(ws, reply, path))
-        code: int = WSCloseCode.OK
-        try:
-            async for msg in ws:
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                order += 1
-                event: dict[str, Any] = {
-                    "type": WEBSOCKET_RECEIVE,
-                    "reply_channel": reply,
-                    "path": path,
-                    "order": order,
-                }
-                if msg.type == WSMsgType.TEXT:
-                    event["text"] = msg.data
-                else:
-                    event["bytes"] = msg.data
-                if await self._send(WEBSOCKET_RECEIVE, event):
-                    await ws.close(code=TRY_AGAIN_LATER, message=b"server busy")
-                    code = TRY_AGAIN_LATER
-                    break
-            if ws.close_code is not None:
-                code = ws.close_code
-            if isinstance(ws.exception(), Exception) and ws.close_code is None:
-                code = WSCloseCode.ABNORMAL_CLOSURE
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            if ws.close_code is None and ws.closed is False:
-                await ws.close(code=code)
-            order += 1
-            await self._send(
-                WEBSOCKET_DISCONNECT,
-                {
-                    "type": WEBSOCKET_DISCONNECT,
-                    "reply_channel": reply,
-                    "path": path,
-                    "code": int(ws.close_code or code),
-                    "order": order,
-                },
-            )
-
-    async def _write_replies(self, ws: web.WebSocketResponse, reply: str, path: str) -> None:
-        while not ws.closed:
-            try:
-                message = await self.layer.receive(reply)
-                kind = check_websocket_reply(message)
-            except BadReply as exc:
-                log.error("websocket %s: malformed message from the application: %s", path, exc)
-                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"application error")
-                return
-            except ShardUnavailable as exc:
-                log.error("websocket %s: %s", path, exc)
-                await asyncio.sleep(0.5)
-                continue
-            if kind == "websocket.send":
-                if message.get("text") is not None:
-                    await ws.send_str(message["text"])
-                else:
-                    await ws.send_bytes(message["bytes"])
-            elif kind == "websocket.close":
-                await ws.close(code=message.get("code", 1000))
-                return
+    async def disconnect(self, reply: str, path: str, code: int, order: int) -> None:
+        """Tell the application the socket is gone (after every connect that was queued)."""
+        refused = await self.send(
+            WEBSOCKET_DISCONNECT,
+            {
+                "type": WEBSOCKET_DISCONNECT,
+                "reply_channel": reply,
+                "path": path,
+                "code": code,
+                "order": order,
+            },
+        )
+        if refused:
+            log.error("websocket %s: disconnect of %s not queued (%s)", path, reply, refused)
 
     # --- lifecycle --------------------------------------------------------------------------
+
+    async def close_socket(self, ws: web.WebSocketResponse, code: int, why: str) -> None:
+        """Close one open socket from outside its session, within the session's grace."""
+        session = self.sockets.get(ws)
+        if session is not None:
+            await session.close(code, why)
 
     async def drain(self, grace: float = 10.0) -> None:
         """Stop being ready, close every WebSocket with 1001, wait for HTTP responses in flight."""
         self.draining = True
         log.info("draining: closing %d websocket(s) with 1001", len(self.sockets))
-        await asyncio.gather(
+        await asyncio.gather(  # each within CLOSE_GRACE: a client that reads nothing is cut off
             *(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                self.close_socket(ws, WSCloseCode.GOING_AWAY, "server shutting down")
                 for ws in list(self.sockets)
             ),
             return_exceptions=True,
@@ -418,7 +392,8 @@ async def serve_protocol(
         ready.set()
     stop = stop or asyncio.Event()
     try:
-        await stop.wait()
+        async with lost_state.watching(server):
+            await stop.wait()
     finally:
         probe.cancel()
         with contextlib.suppress(asyncio.CancelledError):

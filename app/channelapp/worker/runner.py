@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import socket
 import time
 from typing import Any
 
@@ -22,9 +20,12 @@ from channelapp.layer import BaseChannelLayer, ShardUnavailable, WorkerReport
 from channelapp.sessions import session_store_for
 from channelapp.settings import Settings
 from channelapp.worker.dispatch import answer_failure, invoke
-from channelapp.worker.ordering import ordering_store_for
+from channelapp.worker.liveness import Liveness
+from channelapp.worker.ordering import RedisOrderingStore, ordering_store_for
 
 log = logging.getLogger("channelapp.worker")
+
+PARK_SWEEP_INTERVAL = 0.2  # seconds between checks of the sockets with parked messages
 
 
 class Worker:
@@ -35,21 +36,27 @@ class Worker:
         settings: Settings | None = None,
         *,
         concurrency: int | None = None,
-        park_timeout: float = 5.0,
+        park_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.layer = layer
         self.settings = settings or app.settings
         self.concurrency = concurrency or self.settings.worker_concurrency
-        self.park_timeout = park_timeout
+        self.park_timeout = self.settings.park_timeout if park_timeout is None else park_timeout
         self.channels = app.channels
         self.sessions = session_store_for(layer, self.settings.session_ttl)
-        self.ordering = ordering_store_for(layer, self.settings.session_ttl)
+        self.id = secrets.token_hex(6)
+        ordering = ordering_store_for(layer, self.id, self.settings.session_ttl)
+        self.ordering = ordering
+        self.liveness = (
+            Liveness(ordering.layer, ordering.liveness_prefix + self.id)
+            if isinstance(ordering, RedisOrderingStore)
+            else None
+        )
         self.inflight: set[asyncio.Task[None]] = set()
         self.handled = 0
         self.running = 0  # messages whose consumer runs now
         self.busy_seconds = 0.0  # time consumers spent on the messages handled
-        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.ready = False
         self._stopping = asyncio.Event()
 
@@ -87,12 +94,18 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker consuming %s (concurrency %d)", ", ".join(self.channels), self.concurrency)
+        if self.liveness is not None:
+            await asyncio.to_thread(self.liveness.start)
+        sweeper = asyncio.create_task(self._sweep_parked())
         reporter = asyncio.create_task(self._report_load())
         try:
             await self._consume()
         finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            for task in (sweeper, reporter):
+                task.cancel()
+            await asyncio.gather(sweeper, reporter, return_exceptions=True)
+            if self.liveness is not None:
+                await asyncio.to_thread(self.liveness.stop)
             try:
                 await self.layer.forget_worker(self.id)
             except ShardUnavailable:
@@ -150,10 +163,7 @@ class Worker:
             return
         try:
             if not await self.ordering.claim(socket, order, message):
-                asyncio.get_running_loop().call_later(
-                    self.park_timeout, lambda: asyncio.ensure_future(self._unpark(socket, order))
-                )
-                return
+                return  # parked: its predecessor's worker runs it next, or the sweep does
         except ShardUnavailable as exc:
             log.error("ordering check failed, running %s out of band: %s", channel, exc)
             await self._run(channel, message)
@@ -167,20 +177,37 @@ class Worker:
                 return
             current = await self.ordering.advance(socket, int(current["order"]))
 
-    async def _unpark(self, socket: str, order: int) -> None:
-        message = await self.ordering.force(socket, order)
-        if message is not None:
-            log.warning(
-                "message %d of %s waited %.0fs for its predecessor; running it",
-                order,
-                socket,
-                self.park_timeout,
-            )
-            task = asyncio.create_task(
-                self._handle(message.get("type", "websocket.receive"), message)
-            )
-            self.inflight.add(task)
-            task.add_done_callback(self.inflight.discard)
+    async def _sweep_parked(self) -> None:
+        """Run parked messages whose predecessor's worker died, or that waited too long."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(PARK_SWEEP_INTERVAL)
+            try:
+                swept = await self.ordering.sweep(self.park_timeout)
+            except ShardUnavailable as exc:
+                log.error("sweeping parked messages failed: %s", exc)
+                continue
+            except Exception:  # never stop sweeping: parked messages would wait forever
+                log.exception("sweeping parked messages failed")
+                continue
+            for socket, message, why in swept:
+                if why == "dead":
+                    log.warning(
+                        "message %s of %s: the worker running its predecessor died; running it",
+                        message.get("order"),
+                        socket,
+                    )
+                else:
+                    log.warning(
+                        "message %s of %s waited %.1fs for its predecessor; running it",
+                        message.get("order"),
+                        socket,
+                        self.park_timeout,
+                    )
+                task = asyncio.create_task(
+                    self._handle(message.get("type", "websocket.receive"), message)
+                )
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
 
     async def _run(self, channel: str, message: dict[str, Any]) -> None:
         ctx = Context(self.layer, self.settings, channel, message, self.sessions)

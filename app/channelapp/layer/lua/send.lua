@@ -4,6 +4,12 @@
 -- Returns 1 when queued, 0 when the channel is full.
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
   redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+  if string.find(ARGV[4], '!', 1, true) then
+    -- A process's shared reply list: name the reply channel that lost a message, so the
+    -- process can tell its socket (the item's header holds the full name after 9 bytes).
+    redis.call('SADD', KEYS[1] .. ':lost', string.sub(ARGV[1], 10, 9 + string.byte(ARGV[1], 9)))
+    redis.call('EXPIRE', KEYS[1] .. ':lost', ARGV[3])
+  end
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])

@@ -10,6 +10,10 @@ for i = 4, #KEYS do
   local name = ARGV[a + 2]
   if redis.call('LLEN', KEYS[i]) >= tonumber(ARGV[a + 1]) then
     redis.call('HINCRBY', KEYS[2], name, 1)
+    if string.find(name, '!', 1, true) then  -- a shared reply list: see send.lua
+      redis.call('SADD', KEYS[i] .. ':lost', string.sub(ARGV[a], 10, 9 + string.byte(ARGV[a], 9)))
+      redis.call('EXPIRE', KEYS[i] .. ':lost', expiry)
+    end
     out[#out + 1] = 0
   else
     redis.call('RPUSH', KEYS[i], ARGV[a])

@@ -10,6 +10,10 @@ for i = 4, #KEYS do
   local item, capacity, name = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   if redis.call('LLEN', KEYS[i]) >= capacity then
     redis.call('HINCRBY', KEYS[2], name, 1)
+    if string.find(name, '!', 1, true) then  -- a shared reply list: see send.lua
+      redis.call('SADD', KEYS[i] .. ':lost', string.sub(item, 10, 9 + string.byte(item, 9)))
+      redis.call('EXPIRE', KEYS[i] .. ':lost', expiry)
+    end
     full[#full + 1] = name
   else
     redis.call('RPUSH', KEYS[i], item)

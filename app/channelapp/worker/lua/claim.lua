@@ -1,12 +1,22 @@
 -- May the message with this order run now? Yes when it is the next one expected for its
--- socket; otherwise park it until its predecessor finishes.
--- KEYS[1] socket order hash (next), KEYS[2] parked messages (sorted set, score = order)
--- ARGV[1] order, ARGV[2] packed message, ARGV[3] ttl seconds
+-- socket (it is then recorded as running, with the worker running it); otherwise park it
+-- until its predecessor finishes, and list the socket among those with parked messages.
+-- KEYS[1] socket order hash (next, running, owner, parked_at), KEYS[2] parked messages
+-- (sorted set, score = order), KEYS[3] sockets with parked messages (set)
+-- ARGV[1] order, ARGV[2] packed message, ARGV[3] ttl seconds, ARGV[4] worker id, ARGV[5] socket
 -- Returns 1 (run it) or 0 (parked).
 local expected = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 if tonumber(ARGV[1]) <= expected then
+  redis.call('HSET', KEYS[1], 'running', ARGV[1], 'owner', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
   return 1
+end
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'parked_at', t[1] * 1000 + math.floor(t[2] / 1000))
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[5])
 return 0
