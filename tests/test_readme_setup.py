@@ -26,8 +26,15 @@ def setup_block() -> str:
 
 def make_n(target: str) -> str:
     """The commands ``make TARGET`` would run for a checkout without its virtualenv yet."""
+    # Run by `make test`, the suite is inside a make: without this the inner make prints
+    # "Entering directory" lines around the commands.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", target, "VENV=/nonexistent/venv"], cwd=ROOT, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", target, "VENV=/nonexistent/venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
