@@ -46,24 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz (0: off)"
     )
+    p.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=60.0,
+        help="/healthz fails when an app's loop has not beaten for this many seconds",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
 async def run(args: argparse.Namespace) -> None:
     from channelapp_operator import handlers
-    from channelapp_operator.kube import load_config
+    from channelapp_operator.kube import Kube, load_config
+    from channelapp_operator.peering import PeeringCheck
 
     load_config()
+    handlers.HEARTBEAT.max_silence = args.liveness_timeout
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    peering = None if args.standalone else PeeringCheck(Kube(), args.peering, args.namespace)
+    checker = None if peering is None else asyncio.create_task(peering.run())
+
+    def is_ready() -> bool:
+        return ready.is_set() and (peering is None or peering.ok())
+
     side = None
     if args.metrics_port:
         side = await serve_metrics(
-            args.metrics_host, args.metrics_port, ready.is_set, handlers.HEARTBEAT.alive
+            args.metrics_host, args.metrics_port, is_ready, handlers.HEARTBEAT.alive
         )
     try:
         await kopf.operator(
@@ -77,6 +91,8 @@ async def run(args: argparse.Namespace) -> None:
             stop_flag=stop,
         )
     finally:
+        if checker is not None:
+            checker.cancel()
         if side is not None:
             await side.cleanup()
 

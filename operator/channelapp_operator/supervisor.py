@@ -21,16 +21,20 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.shard import redact
 from channelapp.settings import PROTOCOL_CHANNELS
 
-from channelapp_operator import builders, metrics
+from channelapp_operator import apply_failures, builders, metrics
 from channelapp_operator import names as n
 from channelapp_operator.children_status import Workload
 from channelapp_operator.conditions import now_iso, set_condition
-from channelapp_operator.kube import Kube
+from channelapp_operator.kube import Kube, SecretMissing
 
 log = logging.getLogger("channelapp.operator")
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
 PASSWORD_TTL = 30.0  # seconds a shard password read from its Secret is reused
+# Status fields that change on every tick while messages wait: a change of those alone
+# is written at most this often (anything else, and depth reaching or leaving 0, at once).
+VOLATILE_STATUS_INTERVAL = 5.0
+VOLATILE_STATUS = ("queueDepth", "queue", "oldestMessageAgeSeconds")
 
 
 def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
@@ -77,7 +81,11 @@ class AppSupervisor:
     _last_status: dict[str, Any] | None = None
     _last_scale: tuple[str, str] | None = None  # (time, reason)
     # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
-    _passwords: dict[tuple[str, str], tuple[str | None, float]] = field(default_factory=dict)
+    _passwords: dict[tuple[str, str], tuple[str | SecretMissing, float]] = field(
+        default_factory=dict
+    )
+    _status_written_at: float = float("-inf")
+    _unreachable_posted: str | None = None
 
     # --- queue depth ------------------------------------------------------------------------
 
@@ -97,14 +105,21 @@ class AppSupervisor:
             self._layer_key = key
         return self._layer
 
-    async def _password(self, secret: str, key: str) -> str | None:
+    async def _password(self, secret: str, key: str) -> str:
         cached = self._passwords.get((secret, key))
         now = self.clock()
-        if cached is not None and now - cached[1] < PASSWORD_TTL:
-            return cached[0]
-        value = await asyncio.to_thread(self.kube.secret_value, self.namespace, secret, key)
-        self._passwords[(secret, key)] = (value, now)
-        return value
+        if cached is None or now - cached[1] >= PASSWORD_TTL:
+            try:
+                value: str | SecretMissing = await asyncio.to_thread(
+                    self.kube.secret_value, self.namespace, secret, key
+                )
+            except SecretMissing as exc:
+                value = exc
+            cached = (value, now)
+            self._passwords[(secret, key)] = cached
+        if isinstance(cached[0], SecretMissing):
+            raise cached[0]
+        return cached[0]
 
     async def read_depth(self, spec: Mapping[str, Any]) -> DepthReading:
         started = time.perf_counter()
@@ -113,6 +128,8 @@ class AppSupervisor:
             stats, failures = await asyncio.wait_for(
                 layer.statistics_and_health(counted_channels(spec)), timeout=5
             )
+        except SecretMissing as exc:
+            return DepthReading(error=str(exc))
         except Exception as exc:
             return DepthReading(error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -146,9 +163,41 @@ class AppSupervisor:
         if worker is not None:
             metrics.READY_WORKERS.labels(*labels).set(worker.ready)
         new_status = self._status(spec, meta, status, workloads, reading, desired)
-        if new_status != self._last_status:
+        self._report_unreachable(reading)
+        if self._status_due(new_status):
             await asyncio.to_thread(self.kube.patch_status, self.namespace, self.name, new_status)
             self._last_status = new_status
+            self._status_written_at = self.clock()
+
+    def _status_due(self, new: dict[str, Any]) -> bool:
+        """Write a changed status, but a change of the waiting messages' depth and age alone
+        only every VOLATILE_STATUS_INTERVAL, so a busy app's status is not rewritten per tick."""
+        old = self._last_status
+        if old is None:
+            return True
+        if new == old:
+            return False
+        if any(
+            new.get(k) != old.get(k) for k in new.keys() | old.keys() if k not in VOLATILE_STATUS
+        ):
+            return True
+        if (new.get("queueDepth") == 0) != (old.get("queueDepth") == 0):
+            return True
+        return self.clock() - self._status_written_at >= VOLATILE_STATUS_INTERVAL
+
+    def _report_unreachable(self, reading: DepthReading) -> None:
+        """A Warning Event when the depth becomes unreadable (once per distinct cause)."""
+        if reading.ok:
+            self._unreachable_posted = None
+            return
+        detail = reading.error or "; ".join(redact(u) for u in reading.unreachable)
+        if detail != self._unreachable_posted:
+            self._unreachable_posted = detail
+            self.post_event(
+                "Warning",
+                "ShardUnreachable",
+                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
+            )
 
     def _current(self, worker: Workload | None) -> int | None:
         """Replicas the worker Deployment has, or the count just written while the index lags."""
@@ -238,11 +287,16 @@ class AppSupervisor:
                 generation,
             )
         else:
+            refused = [f"{label}: {w.refused}" for label, w in parts if w and w.refused]
             what = ", ".join(missing + rolling)
-            reason = "ChildrenMissing" if missing else "ReplicasNotReady"
-            conditions = set_condition(
-                conditions, "Ready", False, reason, f"waiting for {what}", generation
-            )
+            if refused:
+                # Admission (Pod Security, a quota, a webhook) refuses the pods: say why.
+                reason, message = "PodsRefused", "; ".join(refused)[:1000]
+            elif missing:
+                reason, message = "ChildrenMissing", f"waiting for {what}"
+            else:
+                reason, message = "ReplicasNotReady", f"waiting for {what}"
+            conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         conditions = set_condition(
             conditions,
             "Progressing",
@@ -253,7 +307,13 @@ class AppSupervisor:
             else "every child runs the latest spec",
             generation,
         )
-        if reading.ok:
+        apply_failure = apply_failures.get(self.namespace, self.name)
+        if apply_failure is not None:
+            # The reconcile handler's reason stands until an apply succeeds.
+            conditions = set_condition(
+                conditions, "Degraded", True, "ApplyFailed", apply_failure, generation
+            )
+        elif reading.ok:
             conditions = set_condition(
                 conditions,
                 "Degraded",
@@ -296,7 +356,7 @@ class AppSupervisor:
                 "Scaling",
                 False,
                 "Stable",
-                f"workers match queue depth {reading.depth}",
+                "workers match the queue depth",
                 generation,
             )
 
@@ -320,9 +380,13 @@ class AppSupervisor:
         }
         if reading.ok:
             out["queueDepth"] = reading.depth
+            out["queue"] = str(reading.depth)
             out["oldestMessageAgeSeconds"] = round(reading.oldest_age, 3)
         else:
-            out["queueDepth"] = status.get("queueDepth", 0)
+            # Unknown, not the last value read: null removes the numbers, the column says so.
+            out["queueDepth"] = None
+            out["queue"] = "unknown"
+            out["oldestMessageAgeSeconds"] = None
         if self._last_scale is not None:
             out["lastScaleTime"], out["lastScaleReason"] = self._last_scale
         elif status.get("lastScaleTime"):
