@@ -29,6 +29,11 @@ DRIFT_CORRECTIONS = Counter(
     "Children changed or deleted outside the operator and put back",
     ["namespace", "app", "kind"],
 )
+STATUS_WRITES = Counter(
+    "channelapp_operator_status_writes_total",
+    "Status patches written by an app's poll loop",
+    ["namespace", "app"],
+)
 QUEUE_DEPTH = Gauge(
     "channelapp_operator_queue_depth", "Messages waiting in an app's channels", ["namespace", "app"]
 )
@@ -49,6 +54,7 @@ def forget(namespace: str, app: str) -> None:
         (DESIRED_WORKERS, ()),
         (READY_WORKERS, ()),
         (DEPTH_READ_FAILURES, ()),
+        (STATUS_WRITES, ()),
         *((SCALE_DECISIONS, (d,)) for d in ("up", "down")),
         *((DRIFT_CORRECTIONS, (k,)) for k in ("Deployment", "StatefulSet", "Service")),
     ]

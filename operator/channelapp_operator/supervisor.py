@@ -166,6 +166,7 @@ class AppSupervisor:
         self._report_unreachable(reading)
         if self._status_due(new_status):
             await asyncio.to_thread(self.kube.patch_status, self.namespace, self.name, new_status)
+            metrics.STATUS_WRITES.labels(*labels).inc()
             self._last_status = new_status
             self._status_written_at = self.clock()
 
@@ -277,7 +278,30 @@ class AppSupervisor:
         rolling = [label for label, w in parts if w is not None and not w.rolled_out]
         ready = not missing and not rolling
         conditions = list(status.get("conditions") or [])
-        if ready:
+        apply_failure = apply_failures.get(self.namespace, self.name)
+        if apply_failure is not None:
+            # The reconcile handler's reason stands until an apply succeeds.
+            degraded: tuple[bool, str, str] = (True, "ApplyFailed", apply_failure)
+        elif reading.ok:
+            degraded = (False, "AsExpected", f"queue depth read from {total_shards} shard(s)")
+        else:
+            detail = reading.error or "; ".join(reading.unreachable)
+            degraded = (
+                True,
+                "ShardUnreachable",
+                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
+            )
+        if ready and degraded[0]:
+            # READY is never True next to Degraded: the reason says what is wrong.
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                False,
+                degraded[1],
+                f"children ready, but {degraded[2]}"[:1000],
+                generation,
+            )
+        elif ready:
             conditions = set_condition(
                 conditions,
                 "Ready",
@@ -307,31 +331,7 @@ class AppSupervisor:
             else "every child runs the latest spec",
             generation,
         )
-        apply_failure = apply_failures.get(self.namespace, self.name)
-        if apply_failure is not None:
-            # The reconcile handler's reason stands until an apply succeeds.
-            conditions = set_condition(
-                conditions, "Degraded", True, "ApplyFailed", apply_failure, generation
-            )
-        elif reading.ok:
-            conditions = set_condition(
-                conditions,
-                "Degraded",
-                False,
-                "AsExpected",
-                f"queue depth read from {total_shards} shard(s)",
-                generation,
-            )
-        else:
-            detail = reading.error or "; ".join(reading.unreachable)
-            conditions = set_condition(
-                conditions,
-                "Degraded",
-                True,
-                "ShardUnreachable",
-                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
-                generation,
-            )
+        conditions = set_condition(conditions, "Degraded", *degraded, generation)
         if not reading.ok:
             conditions = set_condition(
                 conditions,
@@ -365,6 +365,11 @@ class AppSupervisor:
             "protocol": {
                 "ready": proto.ready if proto else 0,
                 "desired": proto.desired if proto else 0,
+                "summary": f"{proto.ready if proto else 0}/{proto.desired if proto else 0}",
+                # For the /scale subresource (kubectl scale, an HPA on the protocol servers).
+                "selector": ",".join(
+                    f"{k}={v}" for k, v in n.selector(self.name, n.PROTOCOL).items()
+                ),
             },
             "workers": {
                 "ready": worker.ready if worker else 0,
@@ -375,7 +380,15 @@ class AppSupervisor:
                 "ready": reachable,
                 "total": total_shards,
                 "summary": f"{reachable}/{total_shards}",
-                "unreachable": [redact(u) for u in reading.unreachable],
+                # A read that failed as a whole (DNS, a missing Secret) reached no shard.
+                "unreachable": [
+                    redact(u)
+                    for u in (
+                        builders.shard_urls(self.name, self.namespace, dict(spec))
+                        if reading.error is not None
+                        else reading.unreachable
+                    )
+                ],
             },
         }
         if reading.ok:

@@ -31,6 +31,7 @@ def test_forget_drops_every_series_of_the_app() -> None:
     metrics.DEPTH_READ_FAILURES.labels(*labels).inc()
     metrics.SCALE_DECISIONS.labels(*labels, "up").inc()
     metrics.DRIFT_CORRECTIONS.labels(*labels, "Service").inc()
+    metrics.STATUS_WRITES.labels(*labels).inc()
     metrics.forget(*labels)
     from prometheus_client import REGISTRY, generate_latest
 

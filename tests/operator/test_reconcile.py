@@ -24,6 +24,13 @@ CHILDREN = [
 ]
 
 
+def children_ready(cluster: KubeCluster, ns: str, name: str = "chat") -> dict | None:  # type: ignore[type-arg]
+    """The app once every child is rolled out and ready (Progressing=False)."""
+    app = cluster.kubectl_json("get", "channelapp", name, "-n", ns)
+    cond = condition(app, "Progressing")
+    return app if cond and cond["reason"] == "RolloutComplete" else None
+
+
 def get(cluster: KubeCluster, ns: str, kind: str, name: str) -> dict | None:  # type: ignore[type-arg]
     proc = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
     return json.loads(proc.stdout) if proc.returncode == 0 else None
@@ -74,24 +81,32 @@ def test_sample_creates_every_child_and_becomes_ready(
     assert {"channelapp-operator", "channelapp-autoscaler"} <= managers
 
     # kwok runs the pods: Deployments and the StatefulSet report ready replicas.
-    def ready() -> dict | None:  # type: ignore[type-arg]
-        app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
-        cond = condition(app, "Ready")
-        return app if cond and cond["status"] == "True" else None
-
-    app = wait_for(ready, 90, what="Ready=True")
+    app = wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
     assert app["status"]["observedGeneration"] == app["metadata"]["generation"]
-    assert app["status"]["protocol"] == {"ready": 2, "desired": 2}
+    assert app["status"]["protocol"]["summary"] == "2/2"
     assert app["status"]["workers"]["summary"] == "1/1"
     # The operator runs outside the cluster here, so the managed shards' DNS names do not
-    # resolve: it says so instead of scaling on a guess.
+    # resolve: it says so instead of scaling on a guess, and READY is not True beside it.
     degraded = condition(app, "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "ShardUnreachable"
+    ready = condition(app, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ShardUnreachable"), ready
+    assert ready["message"].startswith("children ready, but queue depth unreadable")
     table = kube_cluster.kubectl("get", "channelapps", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "WORKERS", "QUEUE", "SHARDS", "AGE"]
     # The depth is unknown, not 0 or the last value read.
-    assert table[1].split()[:5] == ["chat", "True", "1/1", "unknown", "0/2"]
+    assert table[1].split()[:5] == ["chat", "False", "1/1", "unknown", "0/2"]
     assert "queueDepth" not in app["status"]
+    wide = kube_cluster.kubectl("get", "chapp", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME", "READY", "WORKERS", "QUEUE", "SHARDS", "AGE",
+        "PROTOCOL", "OLDEST", "UNREACHABLE", "REASON",
+    ]  # fmt: skip
+    row = wide[1].split()
+    assert row[6] == "2/2" and row[-1] == "ShardUnreachable", wide[1]
+    assert f"chat-redis-0.chat-redis.{namespace}.svc" in wide[1]
+    warnings = events_of(kube_cluster, namespace, "ShardUnreachable")
+    assert warnings and all(e["type"] == "Warning" for e in warnings)
     events = kube_cluster.kubectl(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=ChannelApp"
     ).stdout
@@ -197,6 +212,7 @@ def test_deleting_the_app_garbage_collects_children(
     apply_chat(kube_cluster, namespace)
     for kind, name in CHILDREN:
         wait_for(lambda k=kind, n=name: get(kube_cluster, namespace, k, n), 30)
+    wait_for(lambda: 'app="chat"' in operator.metrics(), 30, what="chat's series")
     kube_cluster.kubectl("delete", "channelapp", "chat", "-n", namespace, "--wait=true")
     for kind, name in CHILDREN:
         wait_for(
@@ -210,6 +226,8 @@ def test_deleting_the_app_garbage_collects_children(
         60,
         what=f"pods gone ({len(pods)} left)",
     )
+    # The app's metric series go with it.
+    wait_for(lambda: 'app="chat"' not in operator.metrics(), 30, what="chat's series removed")
 
 
 def test_operator_exports_metrics_and_health(
@@ -328,13 +346,8 @@ def test_restricted_namespace_admits_every_pod(
     )
     apply_chat(kube_cluster, namespace)
 
-    def ready() -> dict | None:  # type: ignore[type-arg]
-        app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
-        cond = condition(app, "Ready")
-        return app if cond and cond["status"] == "True" else None
-
     try:
-        wait_for(ready, 90, what="Ready=True in a restricted namespace")
+        wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
     except AssertionError:
         app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
         raise AssertionError(f"Ready: {condition(app, 'Ready')}") from None
@@ -405,3 +418,32 @@ def test_a_spec_the_children_refuse_gives_one_clear_condition(
         what="ApplyFailed cleared by a fixed spec",
     )
     wait_for(lambda: get(kube_cluster, namespace, "deployment", "chat-protocol"), 10)
+
+
+def test_kubectl_scale_sets_the_protocol_servers(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
+    kube_cluster.kubectl("scale", "chapp", "chat", "--replicas=3", "-n", namespace)
+    wait_for(
+        lambda: (
+            get(kube_cluster, namespace, "deployment", "chat-protocol")["spec"]["replicas"] == 3
+        ),
+        30,
+        what="protocol Deployment scaled to 3",
+    )
+    path = f"/apis/channelapp.dev/v1alpha1/namespaces/{namespace}/channelapps/chat/scale"
+
+    def scale() -> dict:  # type: ignore[type-arg]
+        return json.loads(kube_cluster.kubectl("get", "--raw", path).stdout)
+
+    assert scale()["spec"]["replicas"] == 3
+    selector = "app.kubernetes.io/instance=chat,app.kubernetes.io/component=protocol"
+    wait_for(
+        lambda: scale()["status"] == {"replicas": 3, "selector": selector},
+        60,
+        what="scale status of 3 ready protocol servers",
+    )
+    # The workers stay the autoscaler's.
+    assert get(kube_cluster, namespace, "deployment", "chat-worker")["spec"]["replicas"] == 1
