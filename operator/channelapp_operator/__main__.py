@@ -63,6 +63,8 @@ async def run(args: argparse.Namespace) -> None:
 
     load_config()
     handlers.HEARTBEAT.max_silence = args.liveness_timeout
+    # Cluster-wide, leave namespaces with their own namespace-scoped release alone.
+    handlers.SCOPE.clusterwide = not args.namespace
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

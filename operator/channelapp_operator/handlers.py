@@ -19,6 +19,7 @@ from channelapp_operator.conditions import set_condition
 from channelapp_operator.drift import drifted
 from channelapp_operator.event_limiter import EventLimiter
 from channelapp_operator.kube import Kube
+from channelapp_operator.scope import PEERING_LABEL, SCOPE
 from channelapp_operator.supervisor import AppSupervisor
 
 log = logging.getLogger("channelapp.operator")
@@ -109,9 +110,14 @@ def reconcile_children(name: str, namespace: str, uid: str, spec: dict[str, Any]
     return applied
 
 
-@kopf.on.resume(n.GROUP, n.VERSION, n.PLURAL)
-@kopf.on.create(n.GROUP, n.VERSION, n.PLURAL)
-@kopf.on.update(n.GROUP, n.VERSION, n.PLURAL, field="spec")
+def served(namespace: str | None, **_: Any) -> bool:
+    """kopf filter: False in a namespace a namespace-scoped release took (see scope.py)."""
+    return SCOPE.serves(namespace)
+
+
+@kopf.on.resume(n.GROUP, n.VERSION, n.PLURAL, when=served)
+@kopf.on.create(n.GROUP, n.VERSION, n.PLURAL, when=served)
+@kopf.on.update(n.GROUP, n.VERSION, n.PLURAL, field="spec", when=served)
 async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -305,7 +311,7 @@ async def correct_drift(
     app = labels.get(n.LABEL_APP)
     child = body.get("metadata", {}).get("name")
     entry = app_entry(index, namespace, app) if app else None
-    if entry is None or not child:
+    if entry is None or not child or not SCOPE.serves(namespace):
         return
     owners = {o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []}
     if entry.uid not in owners:
@@ -362,6 +368,21 @@ async def service_drift(
     await correct_drift("Service", type, body, namespace, channel_apps)
 
 
+# --- scope -----------------------------------------------------------------------------------
+
+
+@kopf.on.event("kopf.dev", "v1", "kopfpeerings", labels=PEERING_LABEL)
+def namespaced_release(type: str | None, name: str, namespace: str, **_: Any) -> None:
+    """A namespace-scoped release's peering object: a cluster-wide operator defers to it."""
+    if not SCOPE.clusterwide:
+        return
+    if SCOPE.peering_seen(namespace, name, present=type != "DELETED"):
+        if SCOPE.serves(namespace):
+            log.warning("namespace %s: its namespaced operator left; acting here again", namespace)
+        else:
+            log.warning("namespace %s has its own operator (%s): leaving it alone", namespace, name)
+
+
 # --- supervise ------------------------------------------------------------------------------
 
 
@@ -406,6 +427,10 @@ async def supervise(
                 log.info("%s/%s is gone: supervision ends", namespace, name)
                 return
             HEARTBEAT.beat(loop)
+            if not SCOPE.serves(namespace):
+                # A namespace-scoped release acts here; stay idle until it goes.
+                await stopped.wait(poll_interval(body.get("spec", {})))
+                continue
             try:
                 await sup.tick(
                     body, workloads_of(namespace, name, app_deployments, app_statefulsets)

@@ -118,7 +118,11 @@ def verbs_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 def test_rbac_grants_exactly_the_verbs_the_operator_uses(helm: str) -> None:
     (cluster_role,) = by_kind(template(helm), "ClusterRole")
-    peering = {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
+    peering = {
+        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+        # namespaced releases' peerings, to leave their namespaces to them
+        ("kopf.dev", "kopfpeerings"): {"list", "watch"},
+    }
     assert verbs_of(cluster_role) == OPERATOR_VERBS | peering | DISCOVERY_VERBS
     docs = template(helm, "--set", "rbac.scope=namespace")
     (role,) = by_kind(docs, "Role")
