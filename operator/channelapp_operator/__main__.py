@@ -1,9 +1,11 @@
 """``channelapp-operator``: run the ChannelApp operator.
 
 Scope is one or more namespaces (``--namespace``, repeatable) or the whole
-cluster (``--all-namespaces``). Two replicas never both act: kopf peering makes
-the one with the higher priority the only active one (the chart deploys one
-replica with ``strategy: Recreate``, as kopf advises).
+cluster (``--all-namespaces``). Replicas never both act: kopf peering makes the
+one with the highest priority the only active one. Each replica draws a random
+priority unless ``--priority`` is given (equal priorities would pause them all),
+and keeps its peering record alive for ``--peering-lifetime`` seconds, so a
+standby takes over within that time when the active replica dies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import sys
 
@@ -41,7 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no peering (a single operator; development and tests)",
     )
-    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (default: random, so replicas differ)",
+    )
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=10,
+        help="seconds a replica's peering record lives without keep-alive (takeover time)",
+    )
     p.add_argument("--metrics-host", default="0.0.0.0")
     p.add_argument(
         "--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz (0: off)"
@@ -63,6 +77,17 @@ async def run(args: argparse.Namespace) -> None:
 
     load_config()
     handlers.HEARTBEAT.max_silence = args.liveness_timeout
+    handlers.PEERING_LIFETIME = max(2, args.peering_lifetime)
+    priority = args.priority
+    if priority is None:
+        priority = 0 if args.standalone else random.SystemRandom().randint(1, 2**31 - 1)
+    if not args.standalone:
+        logging.getLogger("channelapp.operator").info(
+            "peering %r, priority %d, lifetime %d s",
+            args.peering,
+            priority,
+            handlers.PEERING_LIFETIME,
+        )
     # Cluster-wide, leave namespaces with their own namespace-scoped release alone.
     handlers.SCOPE.clusterwide = not args.namespace
     ready = asyncio.Event()
@@ -88,7 +113,7 @@ async def run(args: argparse.Namespace) -> None:
             standalone=args.standalone,
             # Naming a peering makes it mandatory in kopf, even when standalone.
             peering_name=None if args.standalone else args.peering,
-            priority=args.priority,
+            priority=priority,
             ready_flag=ready,
             stop_flag=stop,
         )

@@ -28,6 +28,9 @@ HEARTBEAT = metrics.Heartbeat()
 EVENTS = EventLimiter()
 MIN_POLL_INTERVAL = 0.1
 MAX_POLL_INTERVAL = 60.0
+# Seconds a replica's peering record lives without keep-alive (set by __main__):
+# a standby replica takes over this long after the active one died.
+PEERING_LIFETIME = 60
 _kube: Kube | None = None
 
 
@@ -56,6 +59,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # lines (a retried handler's error on every attempt) stay in the log.
     settings.posting.level = logging.CRITICAL
     settings.networking.request_timeout = 60
+    settings.peering.lifetime = PEERING_LIFETIME
 
 
 # --- reconcile ------------------------------------------------------------------------------

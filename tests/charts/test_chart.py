@@ -72,11 +72,13 @@ def test_default_template_is_cluster_wide_hardened_and_recreated(helm: str) -> N
     } <= set(kinds)
     assert "Role" not in kinds and "Service" not in kinds
     (dep,) = by_kind(docs, "Deployment")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    # Two replicas, one active (random peering priorities), rolled without a gap.
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["image"] == "ghcr.io/channelapp/channelapp-operator:0.1.0"
     assert "--all-namespaces" in c["args"] and "--peering=channelapp-operator" in c["args"]
+    assert "--peering-lifetime=10" in c["args"] and not any("--priority" in a for a in c["args"])
     assert c["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -175,7 +177,9 @@ def test_namespace_scope_and_options(helm: str) -> None:
         (["--set", "rbac.scope=bogus"], "/rbac/scope"),
         (["--set", "metrics.port=0"], "/metrics/port"),
         (["--set", "logLevel=loud"], "/logLevel"),
-        (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
+        (["--set", "replicas=0"], "/replicas"),
+        (["--set", "peering.lifetime=1"], "/peering/lifetime"),
+        (["--set", "replica=2"], "additional properties 'replica' not allowed"),
         (["--set", "peering.name=Not_Valid"], "/peering/name"),
     ],
 )
@@ -233,7 +237,7 @@ def test_install_establishes_crds_runs_operator_and_uninstalls(
     for crd in CRDS:
         kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
     dep = kube_cluster.kubectl_json("get", "deployment", f"{name}-channelapp-operator", "-n", ns)
-    assert dep["status"]["availableReplicas"] == 1
+    assert dep["status"]["availableReplicas"] == 2
     kube_cluster.helm("uninstall", name, "--namespace", ns, "--wait")
     wait_for(
         lambda: kube_cluster.kubectl("get", "deployment", "-n", ns, "-o", "name").stdout == "",
