@@ -126,6 +126,14 @@ class Kube:
             raise
         return True
 
+    def events_for(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """Core Events about one object (the controllers' FailedCreate, for instance)."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        found = self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/events", query=[("fieldSelector", selector)]
+        )
+        return list((found or {}).get("items") or [])
+
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         """A Secret's value; :class:`SecretMissing` says whether the Secret or its key is absent."""
         secret = self.get("Secret", namespace, name)

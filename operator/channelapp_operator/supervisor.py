@@ -10,6 +10,7 @@ is marked ``Degraded`` and its replicas are left alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from channelapp.settings import PROTOCOL_CHANNELS
 
 from channelapp_operator import apply_failures, builders, metrics
 from channelapp_operator import names as n
+from channelapp_operator.admission import StatefulSetRefusals
 from channelapp_operator.children_status import Workload
 from channelapp_operator.conditions import now_iso, set_condition
 from channelapp_operator.kube import Kube, SecretMissing
@@ -85,6 +87,7 @@ class AppSupervisor:
         default_factory=dict
     )
     _status_written_at: float = float("-inf")
+    _sts_refusals: StatefulSetRefusals | None = None
     _unreachable_posted: str | None = None
 
     # --- queue depth ------------------------------------------------------------------------
@@ -162,6 +165,7 @@ class AppSupervisor:
             metrics.DESIRED_WORKERS.labels(*labels).set(desired)
         if worker is not None:
             metrics.READY_WORKERS.labels(*labels).set(worker.ready)
+        workloads = await self._with_redis_refusal(workloads)
         new_status = self._status(spec, meta, status, workloads, reading, desired)
         self._report_unreachable(reading)
         if self._status_due(new_status):
@@ -169,6 +173,27 @@ class AppSupervisor:
             metrics.STATUS_WRITES.labels(*labels).inc()
             self._last_status = new_status
             self._status_written_at = self.clock()
+
+    async def _with_redis_refusal(
+        self, workloads: Mapping[str, Workload]
+    ) -> Mapping[str, Workload]:
+        """The Redis StatefulSet's refused pods, looked up while it is not ready."""
+        redis = workloads.get(n.REDIS)
+        if self._sts_refusals is None:
+            self._sts_refusals = StatefulSetRefusals(self.kube)
+        if redis is None or redis.rolled_out:
+            self._sts_refusals.reset()
+            return workloads
+        try:
+            refused = await asyncio.to_thread(
+                self._sts_refusals.lookup, self.namespace, n.redis_name(self.name)
+            )
+        except Exception as exc:  # no permission, API hiccup: the status says less, no more
+            log.debug("%s/%s: events not read: %s", self.namespace, self.name, exc)
+            return workloads
+        if refused is None:
+            return workloads
+        return {**workloads, n.REDIS: dataclasses.replace(redis, refused=refused)}
 
     def _status_due(self, new: dict[str, Any]) -> bool:
         """Write a changed status, but a change of the waiting messages' depth and age alone

@@ -101,7 +101,7 @@ OPERATOR_VERBS = {
     ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
 }
 DISCOVERY_VERBS = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

@@ -373,6 +373,11 @@ def test_refused_pods_are_named_in_the_ready_condition(
     assert cond["status"] == "False"
     assert "exceeded quota" in cond["message"], cond["message"]
     assert "protocol servers:" in cond["message"] and "workers:" in cond["message"]
+    wait_for(
+        lambda: "redis shards: " in (refused() or {}).get("message", ""),
+        60,
+        what="the StatefulSet's refusal named too",
+    )
 
 
 def test_a_spec_the_children_refuse_gives_one_clear_condition(
