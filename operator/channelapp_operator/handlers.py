@@ -252,14 +252,34 @@ def workloads_of(namespace: str, name: str, *indexes: kopf.Index[Any, Any]) -> d
 class AppEntry:
     uid: str
     spec: dict[str, Any]
+    generation: int = 0
+    observed: int | None = None  # status.observedGeneration: the spec last applied
+
+    @property
+    def applied(self) -> bool:
+        """The children were applied from this spec (no reconcile pending or failing)."""
+        return self.observed == self.generation
 
 
 @kopf.index(n.GROUP, n.VERSION, n.PLURAL)
 def channel_apps(
-    namespace: str, name: str, uid: str, spec: kopf.Spec, **_: Any
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    **_: Any,
 ) -> dict[Any, AppEntry]:
     """Every app as last seen; an app leaves the index when it is deleted."""
-    return {(namespace, name): AppEntry(uid, copy.deepcopy(dict(spec)))}
+    return {
+        (namespace, name): AppEntry(
+            uid,
+            copy.deepcopy(dict(spec)),
+            int(meta.get("generation") or 0),
+            status.get("observedGeneration"),
+        )
+    }
 
 
 def app_entry(index: kopf.Index[Any, Any], namespace: str, name: str) -> AppEntry | None:
@@ -317,6 +337,8 @@ async def correct_drift(
     entry = app_entry(index, namespace, app) if app else None
     if entry is None or not child or not SCOPE.serves(namespace):
         return
+    if not entry.applied:
+        return  # a new spec is being applied: children differ from it by design
     owners = {o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []}
     if entry.uid not in owners:
         return
