@@ -85,6 +85,8 @@ def test_default_template_is_cluster_wide_hardened_and_recreated(helm: str) -> N
         "capabilities": {"drop": ["ALL"]},
     }
     assert pod["securityContext"]["runAsNonRoot"] is True
+    # Pod Security "restricted" also asks for the runtime's seccomp profile.
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for crd in by_kind(docs, "CustomResourceDefinition"):

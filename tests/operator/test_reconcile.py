@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess, load_example
+from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -452,3 +452,23 @@ def test_kubectl_scale_sets_the_protocol_servers(
     )
     # The workers stay the autoscaler's.
     assert get(kube_cluster, namespace, "deployment", "chat-worker")["spec"]["replicas"] == 1
+
+
+def test_crd_deletion_needs_no_operator(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess, channelapp_crd: str
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    wait_for(lambda: events_of(kube_cluster, namespace, "Created"), 30, what="Created event")
+    operator.stop()  # as after `helm uninstall`
+    try:
+        proc = kube_cluster.kubectl(
+            "delete", "crd", channelapp_crd, "--timeout=60s", check=False, timeout=90
+        )
+        assert proc.returncode == 0, proc.stderr  # not held by a finalizer on the app
+        assert kube_cluster.kubectl("get", "crd", channelapp_crd, check=False).returncode != 0
+    finally:
+        # The session's other tests need the CRD back.
+        kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+        kube_cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{channelapp_crd}", "--timeout=60s"
+        )
