@@ -145,6 +145,7 @@ async def reconcile(
         raise kopf.TemporaryError(message, delay=delay) from None
     if apply_failures.get(namespace, name) is not None:
         apply_failures.clear(namespace, name)
+        EVENTS.forget((namespace, name, "ApplyFailed"))  # a new failure is news again
         conditions = set_condition(
             list(status.get("conditions") or []),
             "Degraded",
