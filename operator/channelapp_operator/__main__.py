@@ -1,9 +1,11 @@
 """``channelapp-operator``: run the ChannelApp operator.
 
 Scope is one or more namespaces (``--namespace``, repeatable) or the whole
-cluster (``--all-namespaces``). Two replicas never both act: kopf peering makes
-the one with the higher priority the only active one (the chart deploys one
-replica with ``strategy: Recreate``, as kopf advises).
+cluster (``--all-namespaces``). Replicas never both act: kopf peering makes the
+one with the highest priority the only active one. Each replica draws a random
+priority unless ``--priority`` is given (equal priorities would pause them all),
+and keeps its peering record alive for ``--peering-lifetime`` seconds, so a
+standby takes over within that time when the active replica dies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import sys
 
@@ -41,10 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no peering (a single operator; development and tests)",
     )
-    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (default: random, so replicas differ)",
+    )
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=10,
+        help="seconds a replica's peering record lives without keep-alive (takeover time)",
+    )
     p.add_argument("--metrics-host", default="0.0.0.0")
     p.add_argument(
         "--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz (0: off)"
+    )
+    p.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=60.0,
+        help="/healthz fails when an app's loop has not beaten for this many seconds",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -52,18 +72,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace) -> None:
     from channelapp_operator import handlers
-    from channelapp_operator.kube import load_config
+    from channelapp_operator.kube import Kube, load_config
+    from channelapp_operator.peering import PeeringCheck
+    from channelapp_operator.scope import SCOPE
 
     load_config()
+    handlers.HEARTBEAT.max_silence = args.liveness_timeout
+    handlers.PEERING_LIFETIME = max(2, args.peering_lifetime)
+    priority = args.priority
+    if priority is None:
+        priority = 0 if args.standalone else random.SystemRandom().randint(1, 2**31 - 1)
+    if not args.standalone:
+        logging.getLogger("channelapp.operator").info(
+            "peering %r, priority %d, lifetime %d s",
+            args.peering,
+            priority,
+            handlers.PEERING_LIFETIME,
+        )
+    # Cluster-wide, leave namespaces with their own namespace-scoped release alone.
+    SCOPE.clusterwide = not args.namespace
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    peering = None if args.standalone else PeeringCheck(Kube(), args.peering, args.namespace)
+    checker = None if peering is None else asyncio.create_task(peering.run())
+
+    def is_ready() -> bool:
+        return ready.is_set() and (peering is None or peering.ok())
+
     side = None
     if args.metrics_port:
         side = await serve_metrics(
-            args.metrics_host, args.metrics_port, ready.is_set, handlers.HEARTBEAT.alive
+            args.metrics_host, args.metrics_port, is_ready, handlers.HEARTBEAT.alive
         )
     try:
         await kopf.operator(
@@ -72,11 +114,13 @@ async def run(args: argparse.Namespace) -> None:
             standalone=args.standalone,
             # Naming a peering makes it mandatory in kopf, even when standalone.
             peering_name=None if args.standalone else args.peering,
-            priority=args.priority,
+            priority=priority,
             ready_flag=ready,
             stop_flag=stop,
         )
     finally:
+        if checker is not None:
+            checker.cancel()
         if side is not None:
             await side.cleanup()
 

@@ -80,6 +80,11 @@ def app_env(app: str, namespace: str, spec: Spec) -> list[dict[str, Any]]:
     return env
 
 
+def pod_security_context() -> dict[str, Any]:
+    """What Pod Security ``restricted`` asks of a pod: non-root, the runtime's seccomp profile."""
+    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def _security_context() -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
@@ -133,7 +138,11 @@ def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manif
             "selector": {"matchLabels": n.selector(app, n.PROTOCOL)},
             "template": {
                 "metadata": {"labels": n.labels(app, n.PROTOCOL)},
-                "spec": {"containers": [container], "terminationGracePeriodSeconds": 30},
+                "spec": {
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": 30,
+                },
             },
         },
     }
@@ -184,7 +193,11 @@ def worker_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
             },
             "template": {
                 "metadata": {"labels": n.labels(app, n.WORKER)},
-                "spec": {"containers": [container], "terminationGracePeriodSeconds": grace},
+                "spec": {
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": grace,
+                },
             },
         },
     }
@@ -261,7 +274,7 @@ def redis_statefulset(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
             "selector": {"matchLabels": n.selector(app, n.REDIS)},
             "template": {
                 "metadata": {"labels": n.labels(app, n.REDIS)},
-                "spec": {"containers": [container]},
+                "spec": {"securityContext": pod_security_context(), "containers": [container]},
             },
         },
     }

@@ -16,6 +16,9 @@ class Workload:
     available: int
     generation: int
     observed_generation: int
+    # Why the controller cannot create pods (a Deployment's ReplicaFailure condition:
+    # Pod Security, a quota, a webhook), or None.
+    refused: str | None = None
 
     @classmethod
     def from_object(
@@ -28,6 +31,7 @@ class Workload:
             available=int(status.get("availableReplicas") or 0),
             generation=int(meta.get("generation") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
+            refused=_replica_failure(status),
         )
 
     @property
@@ -39,3 +43,10 @@ class Workload:
             and self.ready >= self.desired
             and self.available >= self.desired
         )
+
+
+def _replica_failure(status: dict[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "pods refused")
+    return None

@@ -23,7 +23,12 @@ _KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
+    n.KIND: (f"/apis/{n.GROUP}/{n.VERSION}", n.PLURAL),
 }
+
+
+class SecretMissing(LookupError):
+    """A password Secret, or its key, does not exist (not an authentication failure)."""
 
 
 def load_config() -> None:
@@ -91,6 +96,16 @@ class Kube:
                 return None
             raise
 
+    def exists(self, path: str) -> bool:
+        """Whether GET ``path`` finds an object (404: no; other errors raise)."""
+        try:
+            self._call("GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def create(self, manifest: dict[str, Any]) -> bool:
         """Create unless it exists; True when created."""
         meta = manifest["metadata"]
@@ -111,12 +126,23 @@ class Kube:
             raise
         return True
 
-    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+    def events_for(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """Core Events about one object (the controllers' FailedCreate, for instance)."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        found = self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/events", query=[("fieldSelector", selector)]
+        )
+        return list((found or {}).get("items") or [])
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """A Secret's value; :class:`SecretMissing` says whether the Secret or its key is absent."""
         secret = self.get("Secret", namespace, name)
         if secret is None:
-            return None
+            raise SecretMissing(f"secret {namespace}/{name} not found")
         raw = (secret.get("data") or {}).get(key)
-        return None if raw is None else base64.b64decode(raw).decode()
+        if raw is None:
+            raise SecretMissing(f"secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(raw).decode()
 
     def scale_workers(self, namespace: str, name: str, replicas: int) -> None:
         """Set the worker Deployment's replicas as the autoscaler's field manager."""

@@ -11,6 +11,7 @@ patch when the status changed. A failed read never scales: the app is marked
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,17 +25,22 @@ from channelapp.layer.keyspace import app_prefix
 from channelapp.layer.shard import redact
 from channelapp.settings import PROTOCOL_CHANNELS
 
-from channelapp_operator import builders, metrics
+from channelapp_operator import apply_failures, builders, metrics
 from channelapp_operator import names as n
+from channelapp_operator.admission import StatefulSetRefusals
 from channelapp_operator.children_status import Workload
 from channelapp_operator.conditions import now_iso, set_condition
-from channelapp_operator.kube import Kube
+from channelapp_operator.kube import Kube, SecretMissing
 
 log = logging.getLogger("channelapp.operator")
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
 PASSWORD_TTL = 30.0  # seconds a shard password read from its Secret is reused
 LOAD_STATUS_EVERY = 10.0  # seconds between status refreshes of the load figures alone
+# Status fields that change on every tick while messages wait: a change of those alone
+# is written at most this often (anything else, and depth reaching or leaving 0, at once).
+VOLATILE_STATUS_INTERVAL = 5.0
+VOLATILE_STATUS = ("queueDepth", "queue", "oldestMessageAgeSeconds")
 
 
 def policy_from_spec(spec: Mapping[str, Any]) -> ScalingPolicy:
@@ -92,7 +98,12 @@ class AppSupervisor:
     _load_status_at: float = float("-inf")
     _load_status_scale: tuple[str, str] | None = None
     # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
-    _passwords: dict[tuple[str, str], tuple[str | None, float]] = field(default_factory=dict)
+    _passwords: dict[tuple[str, str], tuple[str | SecretMissing, float]] = field(
+        default_factory=dict
+    )
+    _status_written_at: float = float("-inf")
+    _sts_refusals: StatefulSetRefusals | None = None
+    _unreachable_posted: str | None = None
 
     # --- queue depth ------------------------------------------------------------------------
 
@@ -112,20 +123,29 @@ class AppSupervisor:
             self._layer_key = key
         return self._layer
 
-    async def _password(self, secret: str, key: str) -> str | None:
+    async def _password(self, secret: str, key: str) -> str:
         cached = self._passwords.get((secret, key))
         now = self.clock()
-        if cached is not None and now - cached[1] < PASSWORD_TTL:
-            return cached[0]
-        value = await asyncio.to_thread(self.kube.secret_value, self.namespace, secret, key)
-        self._passwords[(secret, key)] = (value, now)
-        return value
+        if cached is None or now - cached[1] >= PASSWORD_TTL:
+            try:
+                value: str | SecretMissing = await asyncio.to_thread(
+                    self.kube.secret_value, self.namespace, secret, key
+                )
+            except SecretMissing as exc:
+                value = exc
+            cached = (value, now)
+            self._passwords[(secret, key)] = cached
+        if isinstance(cached[0], SecretMissing):
+            raise cached[0]
+        return cached[0]
 
     async def read_depth(self, spec: Mapping[str, Any]) -> DepthReading:
         started = time.perf_counter()
         try:
             layer = await self._layer_for(spec)
             reading = await asyncio.wait_for(layer.load(counted_channels(spec)), timeout=5)
+        except SecretMissing as exc:
+            return DepthReading(error=str(exc))
         except Exception as exc:
             return DepthReading(error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -161,10 +181,65 @@ class AppSupervisor:
             metrics.DESIRED_WORKERS.labels(*labels).set(desired)
         if worker is not None:
             metrics.READY_WORKERS.labels(*labels).set(worker.ready)
+        workloads = await self._with_redis_refusal(workloads)
         new_status = self._status(spec, meta, status, workloads, reading, desired)
-        if new_status != self._last_status:
+        self._report_unreachable(reading)
+        if self._status_due(new_status):
             await asyncio.to_thread(self.kube.patch_status, self.namespace, self.name, new_status)
+            metrics.STATUS_WRITES.labels(*labels).inc()
             self._last_status = new_status
+            self._status_written_at = self.clock()
+
+    async def _with_redis_refusal(
+        self, workloads: Mapping[str, Workload]
+    ) -> Mapping[str, Workload]:
+        """The Redis StatefulSet's refused pods, looked up while it is not ready."""
+        redis = workloads.get(n.REDIS)
+        if self._sts_refusals is None:
+            self._sts_refusals = StatefulSetRefusals(self.kube)
+        if redis is None or redis.rolled_out:
+            self._sts_refusals.reset()
+            return workloads
+        try:
+            refused = await asyncio.to_thread(
+                self._sts_refusals.lookup, self.namespace, n.redis_name(self.name)
+            )
+        except Exception as exc:  # no permission, API hiccup: the status says less, no more
+            log.debug("%s/%s: events not read: %s", self.namespace, self.name, exc)
+            return workloads
+        if refused is None:
+            return workloads
+        return {**workloads, n.REDIS: dataclasses.replace(redis, refused=refused)}
+
+    def _status_due(self, new: dict[str, Any]) -> bool:
+        """Write a changed status, but a change of the waiting messages' depth and age alone
+        only every VOLATILE_STATUS_INTERVAL, so a busy app's status is not rewritten per tick."""
+        old = self._last_status
+        if old is None:
+            return True
+        if new == old:
+            return False
+        if any(
+            new.get(k) != old.get(k) for k in new.keys() | old.keys() if k not in VOLATILE_STATUS
+        ):
+            return True
+        if (new.get("queueDepth") == 0) != (old.get("queueDepth") == 0):
+            return True
+        return self.clock() - self._status_written_at >= VOLATILE_STATUS_INTERVAL
+
+    def _report_unreachable(self, reading: DepthReading) -> None:
+        """A Warning Event when the depth becomes unreadable (once per distinct cause)."""
+        if reading.ok:
+            self._unreachable_posted = None
+            return
+        detail = reading.error or "; ".join(redact(u) for u in reading.unreachable)
+        if detail != self._unreachable_posted:
+            self._unreachable_posted = detail
+            self.post_event(
+                "Warning",
+                "ShardUnreachable",
+                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
+            )
 
     def _current(self, worker: Workload | None) -> int | None:
         """Replicas the worker Deployment has, or the count just written while the index lags."""
@@ -247,7 +322,30 @@ class AppSupervisor:
         rolling = [label for label, w in parts if w is not None and not w.rolled_out]
         ready = not missing and not rolling
         conditions = list(status.get("conditions") or [])
-        if ready:
+        apply_failure = apply_failures.get(self.namespace, self.name)
+        if apply_failure is not None:
+            # The reconcile handler's reason stands until an apply succeeds.
+            degraded: tuple[bool, str, str] = (True, "ApplyFailed", apply_failure)
+        elif reading.ok:
+            degraded = (False, "AsExpected", f"queue depth read from {total_shards} shard(s)")
+        else:
+            detail = reading.error or "; ".join(reading.unreachable)
+            degraded = (
+                True,
+                "ShardUnreachable",
+                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
+            )
+        if ready and degraded[0]:
+            # READY is never True next to Degraded: the reason says what is wrong.
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                False,
+                degraded[1],
+                f"children ready, but {degraded[2]}"[:1000],
+                generation,
+            )
+        elif ready:
             conditions = set_condition(
                 conditions,
                 "Ready",
@@ -257,11 +355,16 @@ class AppSupervisor:
                 generation,
             )
         else:
+            refused = [f"{label}: {w.refused}" for label, w in parts if w and w.refused]
             what = ", ".join(missing + rolling)
-            reason = "ChildrenMissing" if missing else "ReplicasNotReady"
-            conditions = set_condition(
-                conditions, "Ready", False, reason, f"waiting for {what}", generation
-            )
+            if refused:
+                # Admission (Pod Security, a quota, a webhook) refuses the pods: say why.
+                reason, message = "PodsRefused", "; ".join(refused)[:1000]
+            elif missing:
+                reason, message = "ChildrenMissing", f"waiting for {what}"
+            else:
+                reason, message = "ReplicasNotReady", f"waiting for {what}"
+            conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         conditions = set_condition(
             conditions,
             "Progressing",
@@ -272,25 +375,7 @@ class AppSupervisor:
             else "every child runs the latest spec",
             generation,
         )
-        if reading.ok:
-            conditions = set_condition(
-                conditions,
-                "Degraded",
-                False,
-                "AsExpected",
-                f"queue depth read from {total_shards} shard(s)",
-                generation,
-            )
-        else:
-            detail = reading.error or "; ".join(reading.unreachable)
-            conditions = set_condition(
-                conditions,
-                "Degraded",
-                True,
-                "ShardUnreachable",
-                f"queue depth unreadable, replicas left alone: {detail}"[:1000],
-                generation,
-            )
+        conditions = set_condition(conditions, "Degraded", *degraded, generation)
         if not reading.ok:
             conditions = set_condition(
                 conditions,
@@ -315,7 +400,7 @@ class AppSupervisor:
                 "Scaling",
                 False,
                 "Stable",
-                f"workers match queue depth {reading.depth}",
+                "workers match the queue depth",
                 generation,
             )
 
@@ -324,6 +409,11 @@ class AppSupervisor:
             "protocol": {
                 "ready": proto.ready if proto else 0,
                 "desired": proto.desired if proto else 0,
+                "summary": f"{proto.ready if proto else 0}/{proto.desired if proto else 0}",
+                # For the /scale subresource (kubectl scale, an HPA on the protocol servers).
+                "selector": ",".join(
+                    f"{k}={v}" for k, v in n.selector(self.name, n.PROTOCOL).items()
+                ),
             },
             "workers": {
                 "ready": worker.ready if worker else 0,
@@ -334,14 +424,26 @@ class AppSupervisor:
                 "ready": reachable,
                 "total": total_shards,
                 "summary": f"{reachable}/{total_shards}",
-                "unreachable": [redact(u) for u in reading.unreachable],
+                # A read that failed as a whole (DNS, a missing Secret) reached no shard.
+                "unreachable": [
+                    redact(u)
+                    for u in (
+                        builders.shard_urls(self.name, self.namespace, dict(spec))
+                        if reading.error is not None
+                        else reading.unreachable
+                    )
+                ],
             },
         }
         if reading.ok:
             out["queueDepth"] = reading.depth
+            out["queue"] = str(reading.depth)
             out["oldestMessageAgeSeconds"] = round(reading.oldest_age, 3)
         else:
-            out["queueDepth"] = status.get("queueDepth", 0)
+            # Unknown, not the last value read: null removes the numbers, the column says so.
+            out["queueDepth"] = None
+            out["queue"] = "unknown"
+            out["oldestMessageAgeSeconds"] = None
         load = self._load_figures(status)
         if load:
             out["load"] = load

@@ -79,3 +79,15 @@ def test_protocol_deployment_and_service() -> None:
     svc = builders.protocol_service("chat", "ns", "uid", SPEC)
     assert svc["spec"]["ports"][0]["port"] == 8080
     assert svc["spec"]["selector"] == n.selector("chat", n.PROTOCOL)
+
+
+def test_every_pod_meets_pod_security_restricted() -> None:
+    for manifest in builders.children("chat", "ns", "uid", SPEC):
+        if manifest["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod = manifest["spec"]["template"]["spec"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import EXAMPLES, load_example
+from tests.support.operator_fixtures import CRD, EXAMPLES, load_example
 
 pytestmark = pytest.mark.cluster
 
@@ -37,6 +37,13 @@ def with_spec(**changes: Any) -> dict[str, Any]:
 
 
 _DELETE = object()
+
+
+def named(name: str) -> dict[str, Any]:
+    obj = copy.deepcopy(BASE)
+    obj["metadata"]["name"] = name
+    return obj
+
 
 INVALID = {
     "min-above-max": (
@@ -118,6 +125,49 @@ INVALID = {
         "greater than or equal to 1",
     ),
     "unknown-field": (with_spec(workers={"replicas": 3}), "spec.workers.replicas", "unknown field"),
+    # An integer 0 slipped past `minimum: 0.1`; the CEL rule compares the number itself.
+    "poll-int-zero": (
+        with_spec(workers={"pollIntervalSeconds": 0}),
+        "spec.workers.pollIntervalSeconds",
+        "must be between 0.1 and 60",
+    ),
+    "poll-too-small": (
+        with_spec(workers={"pollIntervalSeconds": 0.01}),
+        "spec.workers.pollIntervalSeconds",
+        "0.1",
+    ),
+    "env-int-value": (
+        with_spec(env=[{"name": "LIMIT", "value": 500}]),
+        "spec.env[0].value",
+        "must be of type string",
+    ),
+    "env-bad-name": (
+        with_spec(env=[{"name": "BAD NAME=", "value": "x"}]),
+        "spec.env[0].name",
+        "should match",
+    ),
+    "env-duplicate": (
+        with_spec(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+        "Duplicate value",
+    ),
+    "bad-cpu": (
+        with_spec(protocol={"resources": {"limits": {"cpu": "lots"}}}),
+        "spec.protocol.resources.limits.cpu",
+        "should match",
+    ),
+    "bad-memory-request": (
+        with_spec(workers={"resources": {"requests": {"memory": "1 GB"}}}),
+        "spec.workers.resources.requests.memory",
+        "should match",
+    ),
+    "duplicate-urls": (
+        with_spec(redis={"external": {"urls": ["redis://r:6379/0", "redis://r:6379/0"]}}),
+        "spec.redis.external.urls[1]",
+        "Duplicate value",
+    ),
+    "name-not-dns-1035": (named("1chat"), "metadata.name", "DNS-1035"),
+    "name-too-long": (named("a" * 60), "metadata.name", "at most 46 characters"),
 }
 
 
@@ -134,6 +184,26 @@ def test_invalid_manifest_is_refused_naming_the_field(
     assert field in proc.stderr, proc.stderr
     assert message in proc.stderr, proc.stderr
     assert kube_cluster.kubectl("get", "channelapps", "-n", namespace, "-o", "name").stdout == ""
+
+
+def test_values_children_accept_are_accepted(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    obj = with_spec(
+        env=[
+            {"name": "CHANNELAPP_CHANNEL_CAPACITY", "value": "500"},
+            {"name": "my.setting-1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
+        protocol={
+            "resources": {"limits": {"cpu": 2, "memory": "256Mi"}, "requests": {"cpu": "100m"}}
+        },
+        workers={"pollIntervalSeconds": 0.1, "resources": {"limits": {"cpu": "1.5"}}},
+        redis={"external": {"urls": ["redis://a:6379/0", "redis://b:6379/0"]}},
+    )
+    obj["metadata"]["name"] = "a" + "b" * 45
+    kube_cluster.kubectl(
+        "apply", "-n", namespace, "--validate=strict", "-f", "-", input=json.dumps(obj)
+    )  # fmt: skip
 
 
 def test_schema_fills_defaults(
@@ -174,3 +244,32 @@ def test_examples_apply_cleanly(
         "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
         input=yaml.safe_dump_all(docs),
     )  # fmt: skip
+
+
+def test_every_field_is_described() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    missing: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        # metadata is the API server's own schema; a CRD may not describe it.
+        if not node.get("description") and path != ".metadata":
+            missing.append(path or "<root>")
+        for key, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}{{}}")
+
+    walk(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "")
+    assert not missing, missing
+
+
+def test_kubectl_explain_describes_fields(kube_cluster: KubeCluster, channelapp_crd: str) -> None:
+    for field, words in (
+        ("channelapp.spec.redis.external.passwordSecretRef.key", "Key in the Secret"),
+        ("channelapp.spec.protocol.replicas", "kubectl scale chapp"),
+        ("channelapp.status.queue", "unknown"),
+    ):
+        out = kube_cluster.kubectl("explain", field).stdout
+        assert words in out, out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
 
 from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess, load_example
+from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -21,6 +22,13 @@ CHILDREN = [
     ("statefulset", "chat-redis"),
     ("secret", "chat-secrets"),
 ]
+
+
+def children_ready(cluster: KubeCluster, ns: str, name: str = "chat") -> dict | None:  # type: ignore[type-arg]
+    """The app once every child is rolled out and ready (Progressing=False)."""
+    app = cluster.kubectl_json("get", "channelapp", name, "-n", ns)
+    cond = condition(app, "Progressing")
+    return app if cond and cond["reason"] == "RolloutComplete" else None
 
 
 def get(cluster: KubeCluster, ns: str, kind: str, name: str) -> dict | None:  # type: ignore[type-arg]
@@ -73,22 +81,32 @@ def test_sample_creates_every_child_and_becomes_ready(
     assert {"channelapp-operator", "channelapp-autoscaler"} <= managers
 
     # kwok runs the pods: Deployments and the StatefulSet report ready replicas.
-    def ready() -> dict | None:  # type: ignore[type-arg]
-        app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
-        cond = condition(app, "Ready")
-        return app if cond and cond["status"] == "True" else None
-
-    app = wait_for(ready, 90, what="Ready=True")
+    app = wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
     assert app["status"]["observedGeneration"] == app["metadata"]["generation"]
-    assert app["status"]["protocol"] == {"ready": 2, "desired": 2}
+    assert app["status"]["protocol"]["summary"] == "2/2"
     assert app["status"]["workers"]["summary"] == "1/1"
     # The operator runs outside the cluster here, so the managed shards' DNS names do not
-    # resolve: it says so instead of scaling on a guess.
+    # resolve: it says so instead of scaling on a guess, and READY is not True beside it.
     degraded = condition(app, "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "ShardUnreachable"
+    ready = condition(app, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ShardUnreachable"), ready
+    assert ready["message"].startswith("children ready, but queue depth unreadable")
     table = kube_cluster.kubectl("get", "channelapps", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "WORKERS", "QUEUE", "SHARDS", "AGE"]
-    assert table[1].split()[:5] == ["chat", "True", "1/1", "0", "0/2"]
+    # The depth is unknown, not 0 or the last value read.
+    assert table[1].split()[:5] == ["chat", "False", "1/1", "unknown", "0/2"]
+    assert "queueDepth" not in app["status"]
+    wide = kube_cluster.kubectl("get", "chapp", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME", "READY", "WORKERS", "QUEUE", "SHARDS", "AGE",
+        "PROTOCOL", "OLDEST", "UNREACHABLE", "REASON",
+    ]  # fmt: skip
+    row = wide[1].split()
+    assert row[6] == "2/2" and row[-1] == "ShardUnreachable", wide[1]
+    assert f"chat-redis-0.chat-redis.{namespace}.svc" in wide[1]
+    warnings = events_of(kube_cluster, namespace, "ShardUnreachable")
+    assert warnings and all(e["type"] == "Warning" for e in warnings)
     events = kube_cluster.kubectl(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=ChannelApp"
     ).stdout
@@ -194,6 +212,7 @@ def test_deleting_the_app_garbage_collects_children(
     apply_chat(kube_cluster, namespace)
     for kind, name in CHILDREN:
         wait_for(lambda k=kind, n=name: get(kube_cluster, namespace, k, n), 30)
+    wait_for(lambda: 'app="chat"' in operator.metrics(), 30, what="chat's series")
     kube_cluster.kubectl("delete", "channelapp", "chat", "-n", namespace, "--wait=true")
     for kind, name in CHILDREN:
         wait_for(
@@ -207,6 +226,8 @@ def test_deleting_the_app_garbage_collects_children(
         60,
         what=f"pods gone ({len(pods)} left)",
     )
+    # The app's metric series go with it.
+    wait_for(lambda: 'app="chat"' not in operator.metrics(), 30, what="chat's series removed")
 
 
 def test_operator_exports_metrics_and_health(
@@ -217,3 +238,237 @@ def test_operator_exports_metrics_and_health(
     text = operator.metrics()
     assert "channelapp_operator_depth_read_seconds_bucket" in text
     assert 'channelapp_operator_depth_read_failures_total{app="chat"' in text
+
+
+def events_of(cluster: KubeCluster, ns: str, reason: str) -> list[dict]:  # type: ignore[type-arg]
+    items = cluster.kubectl_json(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        f"involvedObject.kind=ChannelApp,reason={reason}",
+    )["items"]
+    return items
+
+
+def test_no_finalizer_so_deletion_needs_no_operator(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    for kind, name in CHILDREN:
+        wait_for(lambda k=kind, n=name: get(kube_cluster, namespace, k, n), 30)
+    wait_for(lambda: events_of(kube_cluster, namespace, "Created"), 30, what="Created event")
+    app = get(kube_cluster, namespace, "channelapp", "chat")
+    assert not app["metadata"].get("finalizers"), app["metadata"]
+    operator.stop()  # as after `helm uninstall`
+    proc = kube_cluster.kubectl(
+        "delete", "channelapp", "chat", "-n", namespace, "--timeout=30s", check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert get(kube_cluster, namespace, "channelapp", "chat") is None
+    for kind, name in CHILDREN:
+        wait_for(
+            lambda k=kind, n=name: get(kube_cluster, namespace, k, n) is None,
+            60,
+            what=f"{kind}/{name} garbage-collected without the operator",
+        )
+
+
+def test_finalizer_of_an_older_operator_is_removed(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    (doc,) = load_example("chat.yaml")
+    doc["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    wait_for(
+        lambda: (
+            not get(kube_cluster, namespace, "channelapp", "chat")["metadata"].get("finalizers")
+        ),
+        30,
+        what="kopf's finalizer removed",
+    )
+
+
+def test_children_changed_or_deleted_by_hand_are_put_back(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    for kind, name in CHILDREN:
+        wait_for(lambda k=kind, n=name: get(kube_cluster, namespace, k, n), 30)
+    wait_for(lambda: events_of(kube_cluster, namespace, "Created"), 30, what="Created event")
+    image = "ghcr.io/channelapp/channelapp:0.1.0"
+    timings = {}
+
+    def protocol_image() -> str:
+        return get(kube_cluster, namespace, "deployment", "chat-protocol")["spec"]["template"][
+            "spec"
+        ]["containers"][0]["image"]
+
+    started = time.monotonic()
+    kube_cluster.kubectl(
+        "set", "image", "deploy/chat-protocol", "protocol=evil/image:1", "-n", namespace
+    )
+    wait_for(lambda: protocol_image() == image, 20, what="protocol image restored")
+    timings["set image"] = time.monotonic() - started
+
+    for kind, name in (("deployment", "chat-worker"), ("service", "chat")):
+        uid = get(kube_cluster, namespace, kind, name)["metadata"]["uid"]
+        started = time.monotonic()
+        kube_cluster.kubectl("delete", kind, name, "-n", namespace, "--wait=false")
+        wait_for(
+            lambda k=kind, n=name, u=uid: (
+                (o := get(kube_cluster, namespace, k, n)) and o["metadata"]["uid"] != u
+            ),
+            20,
+            what=f"{kind}/{name} re-created",
+        )
+        timings[f"delete {kind}"] = time.monotonic() - started
+    worker = get(kube_cluster, namespace, "deployment", "chat-worker")
+    assert worker["spec"]["replicas"] == 1
+    assert worker["metadata"]["ownerReferences"][0]["kind"] == "ChannelApp"
+    print(f"drift corrected in: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}")
+
+    def corrected() -> list[str]:
+        return [e["message"] for e in events_of(kube_cluster, namespace, "DriftCorrected")]
+
+    wait_for(lambda: len(corrected()) >= 3, 20, what="one DriftCorrected event per correction")
+    messages = " | ".join(corrected())
+    for child in ("Deployment/chat-protocol", "Deployment/chat-worker", "Service/chat"):
+        assert child in messages, messages
+
+
+def test_restricted_namespace_admits_every_pod(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    apply_chat(kube_cluster, namespace)
+
+    try:
+        wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
+    except AssertionError:
+        app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
+        raise AssertionError(f"Ready: {condition(app, 'Ready')}") from None
+    pods = kube_cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
+    components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}
+    assert components == {"protocol", "worker", "redis"}
+
+
+def test_refused_pods_are_named_in_the_ready_condition(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.kubectl(
+        "create", "quota", "no-pods", "--hard=pods=0", "-n", namespace
+    )  # fmt: skip
+    apply_chat(kube_cluster, namespace)
+
+    def refused() -> dict | None:  # type: ignore[type-arg]
+        app = kube_cluster.kubectl_json("get", "channelapp", "chat", "-n", namespace)
+        cond = condition(app, "Ready")
+        return cond if cond and cond["reason"] == "PodsRefused" else None
+
+    cond = wait_for(refused, 60, what="Ready=False PodsRefused")
+    assert cond["status"] == "False"
+    assert "exceeded quota" in cond["message"], cond["message"]
+    assert "protocol servers:" in cond["message"] and "workers:" in cond["message"]
+    wait_for(
+        lambda: "redis shards: " in (refused() or {}).get("message", ""),
+        60,
+        what="the StatefulSet's refusal named too",
+    )
+
+
+def test_a_spec_the_children_refuse_gives_one_clear_condition(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    (doc,) = load_example("chat.yaml")
+    # Accepted by the CRD (valueFrom is a Pod's EnvVarSource), refused by the Deployment.
+    doc["spec"]["env"] = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s"}}}]
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+
+    def degraded() -> dict | None:  # type: ignore[type-arg]
+        cond = condition(get(kube_cluster, namespace, "channelapp", "chat"), "Degraded")
+        return cond if cond and cond["reason"] == "ApplyFailed" else None
+
+    cond = wait_for(degraded, 30, what="Degraded=True ApplyFailed")
+    message = cond["message"]
+    assert cond["status"] == "True"
+    assert message.startswith("applying Deployment/chat-protocol: "), message
+    assert "secretKeyRef.key" in message and "Required value" in message, message
+    for raw in ("HTTP response", "Traceback", "ApiException", '"kind"', "\n"):
+        assert raw not in message, message
+    # The poll loop, which cannot read the shards from outside the cluster, keeps it.
+    time.sleep(12)
+    assert degraded() is not None, condition(
+        get(kube_cluster, namespace, "channelapp", "chat"), "Degraded"
+    )
+    # Retried every few seconds, but one Event for the one message.
+    assert len(events_of(kube_cluster, namespace, "ApplyFailed")) == 1
+    failures = [e for e in kube_cluster.kubectl_json("get", "events", "-n", namespace)["items"]]
+    assert sum(e.get("count", 1) for e in failures if e["type"] != "Normal"
+               and e["reason"] != "ShardUnreachable") <= 2  # fmt: skip
+
+    kube_cluster.kubectl(
+        "patch", "channelapp", "chat", "-n", namespace, "--type=json",
+        "-p", json.dumps([{"op": "remove", "path": "/spec/env"}]),
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            condition(get(kube_cluster, namespace, "channelapp", "chat"), "Degraded")["reason"]
+            != "ApplyFailed"
+        ),
+        60,
+        what="ApplyFailed cleared by a fixed spec",
+    )
+    wait_for(lambda: get(kube_cluster, namespace, "deployment", "chat-protocol"), 10)
+
+
+def test_kubectl_scale_sets_the_protocol_servers(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    wait_for(lambda: children_ready(kube_cluster, namespace), 90, what="children ready")
+    kube_cluster.kubectl("scale", "chapp", "chat", "--replicas=3", "-n", namespace)
+    wait_for(
+        lambda: (
+            get(kube_cluster, namespace, "deployment", "chat-protocol")["spec"]["replicas"] == 3
+        ),
+        30,
+        what="protocol Deployment scaled to 3",
+    )
+    path = f"/apis/channelapp.dev/v1alpha1/namespaces/{namespace}/channelapps/chat/scale"
+
+    def scale() -> dict:  # type: ignore[type-arg]
+        return json.loads(kube_cluster.kubectl("get", "--raw", path).stdout)
+
+    assert scale()["spec"]["replicas"] == 3
+    selector = "app.kubernetes.io/instance=chat,app.kubernetes.io/component=protocol"
+    wait_for(
+        lambda: scale()["status"] == {"replicas": 3, "selector": selector},
+        60,
+        what="scale status of 3 ready protocol servers",
+    )
+    # The workers stay the autoscaler's.
+    assert get(kube_cluster, namespace, "deployment", "chat-worker")["spec"]["replicas"] == 1
+
+
+def test_crd_deletion_needs_no_operator(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess, channelapp_crd: str
+) -> None:
+    apply_chat(kube_cluster, namespace)
+    wait_for(lambda: events_of(kube_cluster, namespace, "Created"), 30, what="Created event")
+    operator.stop()  # as after `helm uninstall`
+    try:
+        proc = kube_cluster.kubectl(
+            "delete", "crd", channelapp_crd, "--timeout=60s", check=False, timeout=90
+        )
+        assert proc.returncode == 0, proc.stderr  # not held by a finalizer on the app
+        assert kube_cluster.kubectl("get", "crd", channelapp_crd, check=False).returncode != 0
+    finally:
+        # The session's other tests need the CRD back.
+        kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+        kube_cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{channelapp_crd}", "--timeout=60s"
+        )

@@ -46,7 +46,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> OperatorProcess:
+    def start(self, wait_ready: bool = True) -> OperatorProcess:
         env = {**self.cluster.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         argv = [
             sys.executable, "-m", "channelapp_operator",
@@ -59,10 +59,16 @@ class OperatorProcess:
         )
         log.close()
         self.starts += 1
-        wait_for(self._ready, 60, what="operator /readyz")
+        if wait_ready:
+            wait_for(self._ready, 60, what="operator /readyz")
         return self
 
     def _ready(self) -> bool:
+        return self.probe("/readyz") == 200
+
+    def probe(self, path: str) -> int | None:
+        """HTTP status of /healthz or /readyz; None while nothing listens."""
+        import urllib.error
         import urllib.request
 
         assert self.proc is not None
@@ -70,11 +76,13 @@ class OperatorProcess:
             raise AssertionError(f"operator exited {self.proc.returncode}:\n{self.log()}")
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=1
+                f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2
             ) as r:
-                return r.status == 200
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
         except OSError:
-            return False
+            return None
 
     def metrics(self) -> str:
         import urllib.request
