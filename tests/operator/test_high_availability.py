@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channelapp.layer.keyspace import app_prefix
 
 from tests.operator.test_autoscaling import apply_app, push, shards, worker_replicas
 from tests.support.cluster_fixtures import KubeCluster
@@ -78,7 +79,7 @@ def test_standby_replica_takes_over_scaling_within_the_peering_lifetime(
         os.killpg(active.proc.pid, signal.SIGKILL)
         active.proc.wait()
         killed = time.monotonic()
-        push(shards, "http.request", 20)
+        push(shards, app_prefix(namespace, name), "http.request", 20)
         wait_for(
             lambda: worker_replicas(kube_cluster, namespace, name) >= 1,
             LIFETIME + 30,

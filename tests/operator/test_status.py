@@ -7,6 +7,7 @@ import time
 
 import pytest
 import yaml
+from channelapp.layer.keyspace import app_prefix
 
 from tests.operator.test_autoscaling import PASSWORD, apply_app, chapp, condition, push, shards
 from tests.support.cluster_fixtures import KubeCluster
@@ -39,7 +40,7 @@ def test_waiting_messages_do_not_rewrite_the_status_every_tick(
         30,
         what="depth 0 read",
     )
-    push(shards, "http.request", 5)
+    push(shards, app_prefix(namespace, name), "http.request", 5)
     wait_for(
         lambda: chapp(kube_cluster, namespace, name)["status"].get("queueDepth") == 5,
         15,
