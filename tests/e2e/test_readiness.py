@@ -59,3 +59,26 @@ async def test_readiness_follows_redis_and_503_names_the_backend(
             else:
                 raise AssertionError("no request served after Redis came back")
     assert "channel layer unavailable" in proto.log()
+
+
+async def test_websockets_are_told_the_backend_is_unavailable(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A frame or a handshake the layer cannot take: 1013 naming the backend, not "busy"."""
+    env = {"CHANNELAPP_REDIS_URLS": redis_server.url}
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{proto.url.replace('http', 'ws')}/ws/echo/") as ws:
+                await ws.send_str("hello")
+                assert (await ws.receive(timeout=10)).data == "hello"
+                redis_server.stop()
+                await ws.send_str("anyone?")
+                closed = await ws.receive(timeout=15)
+            assert closed.type == aiohttp.WSMsgType.CLOSE, closed
+            assert (closed.data, closed.extra) == (1013, "channel layer unavailable"), closed
+            async with http.ws_connect(f"{proto.url.replace('http', 'ws')}/ws/echo/") as ws:
+                refused = await ws.receive(timeout=15)
+            assert refused.type == aiohttp.WSMsgType.CLOSE, refused
+            assert (refused.data, refused.extra) == (1013, "channel layer unavailable"), refused
+            redis_server.start()

@@ -27,7 +27,7 @@ from channelapp.server.messages import (
     check_websocket_reply,
     scope,
 )
-from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession
+from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession, refusal_reason
 from channelapp.settings import (
     HTTP_REQUEST,
     WEBSOCKET_CONNECT,
@@ -274,7 +274,7 @@ class ProtocolServer:
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
         refused = await self.send(WEBSOCKET_CONNECT, connect)
         if refused:  # connect never queued: nothing to undo
-            return await self._close_at_once(request, TRY_AGAIN_LATER, "server busy")
+            return await self._close_at_once(request, TRY_AGAIN_LATER, refusal_reason(refused))
         # From here on connect may have run, so every way out sends the disconnect.
         code: int = WSCloseCode.ABNORMAL_CLOSURE
         try:

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("channelapp.server")
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
+
+
+def refusal_reason(refused: str) -> str:
+    """The close reason for a message the layer refused ("full" or "unavailable")."""
+    return "channel layer unavailable" if refused == "unavailable" else "server busy"
+
+
 TOO_SLOW = 1008  # policy violation: the client does not read its messages fast enough
 CLOSE_GRACE = 2.0  # seconds a closing handshake may take before the connection is cut
 
@@ -87,8 +94,9 @@ class SocketSession:
                 event["text"] = msg.data
             else:
                 event["bytes"] = msg.data
-            if await self.server.send(WEBSOCKET_RECEIVE, event):
-                await ws.close(code=TRY_AGAIN_LATER, message=b"server busy")
+            refused = await self.server.send(WEBSOCKET_RECEIVE, event)
+            if refused:
+                await ws.close(code=TRY_AGAIN_LATER, message=refusal_reason(refused).encode())
                 return TRY_AGAIN_LATER
         if ws.close_code is not None:
             return ws.close_code
