@@ -126,7 +126,12 @@ def build_images() -> dict[str, Image]:
 
 
 def _run(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        if check:
+            raise NodeError(f"{argv[0]} is not installed") from None
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]} is not installed")
     if check and proc.returncode != 0:
         raise NodeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
