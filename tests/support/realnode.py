@@ -735,8 +735,18 @@ def cmd_down(args: argparse.Namespace) -> int:
         shutil.rmtree(state["plane"]["workdir"], ignore_errors=True)
         clean_host(state["ip_forward"])
         STATE_FILE.unlink()
-    else:
+    elif args.force:
         clean_host()
+    else:
+        left = leftovers()
+        if left:
+            print(
+                "no real node was started here, yet its traces are: remove them with "
+                "python -m tests.support.realnode down --force (it removes /var/lib/kubelet)"
+            )
+        else:
+            print("no real node is running")
+        return 0
     left = leftovers()
     for line in left:
         print(f"left behind: {line}")
@@ -755,7 +765,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.realnode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="build what is missing, start a control plane and a real node")
-    sub.add_parser("down", help="delete the workloads, stop everything, remove every trace")
+    down = sub.add_parser("down", help="delete the workloads, stop everything, remove every trace")
+    down.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the traces of a node this command did not start (e.g. after a crash)",
+    )
     sub.add_parser("check", help="list what a stopped node left behind (exit 1 if anything)")
     args = parser.parse_args(argv)
     return {"up": cmd_up, "down": cmd_down, "check": cmd_check}[args.command](args)
