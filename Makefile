@@ -57,8 +57,9 @@ format: ## Apply ruff fixes and formatting
 ##@ Test
 
 .PHONY: test
-test: lint ## Run everything: unit, Redis, control-plane, e2e and browser tests
+test: lint ## Run everything: unit, Redis, control-plane, e2e and browser tests, then the real-node tier
 	$(PYTHON) -m pytest -ra $(PYTEST_ARGS)
+	$(MAKE) test-realnode
 
 .PHONY: test-realnode
 test-realnode: cluster-tools node-tools test-images ## Real pods on a real node (root, containerd): helm-installed operator, chat, autoscaling, failures, teardown
