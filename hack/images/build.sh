@@ -27,6 +27,16 @@ done
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 hash_of() { sha256sum | cut -c1-12; }
+
+# prune NAME TAG: older builds of an image go, from the cache and from podman's store.
+prune() {
+  local name="$1" tag="$2" old
+  for old in "$OUT/$name"-*.tar; do
+    [[ -e "$old" && "$old" != "$OUT/$name-$tag.tar" ]] && rm -f "$old"
+  done
+  podman images --format '{{.Repository}}:{{.Tag}}' "localhost/channelapp/$name" 2>/dev/null |
+    grep -vx "localhost/channelapp/$name:$tag" | xargs -r podman rmi --force >/dev/null 2>&1 || true
+}
 self_hash="$(cat "$here/build.sh" "$here/containers.conf" | hash_of)"
 
 # debian_image NAME PACKAGES USER CMD: a root file system from Debian packages, imported.
@@ -46,6 +56,7 @@ debian_image() {
     podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
     mv "$archive.tmp" "$archive"
     rm -rf "$work"
+    prune "$name" "$tag"
     log "$name: built in $((SECONDS - t0))s"
   else
     podman image exists "$ref" || podman load --quiet -i "$archive" >/dev/null
@@ -73,6 +84,7 @@ dockerfile_image() {
       -f "$root/$dockerfile" -t "$ref" "$root" >/dev/null
     podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
     mv "$archive.tmp" "$archive"
+    prune "$name" "$tag"
     log "$name: built in $((SECONDS - t0))s"
   fi
   echo "$name $ref $archive"

@@ -410,6 +410,11 @@ class RealNode:
         for image in self.images.values():
             if image.name != "base":
                 self.ctr("images", "import", str(image.archive), timeout=300)
+        # Earlier builds of the project's images go: the store is a cache of the current ones.
+        current = {i.ref for i in self.images.values()}
+        for ref in self.ctr("images", "ls", "-q").split():
+            if ref.startswith("localhost/channelapp/") and ref not in current:
+                self.ctr("images", "rm", ref, check=False)
         self._log(f"images imported in {time.monotonic() - t0:.1f}s")
 
         write_node_pki(self.plane, STATE / "pki")
@@ -717,7 +722,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     )
     print(f"real node {NODE} Ready; images: " + " ".join(i.ref for i in images.values()))
-    print(f"export KUBECONFIG={plane.kubeconfig}")
+    link = STATE_FILE.parent / "kubeconfig"
+    shutil.copy(plane.kubeconfig, link)
+    print(f"export KUBECONFIG={link}")
     return 0
 
 
@@ -735,6 +742,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         shutil.rmtree(state["plane"]["workdir"], ignore_errors=True)
         clean_host(state["ip_forward"])
         STATE_FILE.unlink()
+        (STATE_FILE.parent / "kubeconfig").unlink(missing_ok=True)
     elif args.force:
         clean_host()
     else:
