@@ -57,8 +57,13 @@ format: ## Apply ruff fixes and formatting
 ##@ Test
 
 .PHONY: test
-test: lint ## Run everything: unit, Redis, control-plane, e2e and browser tests
+test: lint ## Run everything: unit, Redis, control-plane, e2e and browser tests, then the real-node tier
 	$(PYTHON) -m pytest -ra $(PYTEST_ARGS)
+	$(MAKE) test-realnode
+
+.PHONY: test-realnode
+test-realnode: cluster-tools node-tools test-images ## Real pods on a real node (root, containerd): helm-installed operator, chat, autoscaling, failures, teardown
+	$(PYTHON) -m pytest -ra -m realnode tests/realnode $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: ## Only the tests that need neither a cluster nor a browser
@@ -80,12 +85,26 @@ cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, helm and 
 	bash hack/cluster/build.sh
 
 .PHONY: cluster
-cluster: cluster-tools ## Start a local control plane (etcd, apiserver, controller-manager, scheduler, kwok)
+cluster: cluster-tools ## Start a local control plane (etcd, apiserver, controller-manager, scheduler, kwok); NODE=real adds a real node (root)
+ifeq ($(NODE),real)
+	$(MAKE) node-tools
+	$(PYTHON) -m tests.support.realnode up
+else
 	$(PYTHON) -m tests.support.controlplane up
+endif
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane and remove its data
+cluster-down: ## Stop the local control plane (and a real node: its pods, processes, mounts, network, cgroups) and remove its data
+	$(PYTHON) -m tests.support.realnode down
 	$(PYTHON) -m tests.support.controlplane down
+
+.PHONY: node-tools
+node-tools: ## Build kubelet, kube-proxy, CoreDNS and the pause image of the real node (cached)
+	bash hack/cluster/build-node.sh
+
+.PHONY: test-images
+test-images: ## Build the images the real node runs with podman, on a Debian-made base (cached by content hash)
+	bash hack/images/build.sh
 
 ##@ Images
 

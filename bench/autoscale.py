@@ -175,4 +175,11 @@ async def run_trace(cluster: KubeCluster, ns: str, urls: list[str], prefix: str)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--real-node" in sys.argv[1:]:
+        from bench.autoscale_realnode import main as real_node_main
+
+        real_node_main()
+    else:
+        main()

@@ -141,7 +141,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def write_pki(pki: Path) -> None:
+def write_pki(pki: Path, extra_server_names: list[str] | None = None) -> None:
     """CA, API server serving cert, admin client cert (system:masters), service-account key."""
     pki.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
@@ -163,6 +163,7 @@ def write_pki(pki: Path) -> None:
                     "kubernetes.default",
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
+                    *(extra_server_names or []),
                 ]
             },
         ),
@@ -262,6 +263,10 @@ class ControlPlane:
     bin_dir: Path = field(default_factory=bin_dir)
     components: list[Component] = field(default_factory=list)
     server: str = ""
+    # Set for a real node (tests/support/realnode.py): the API server listens on every
+    # address, advertises this one (the pods' bridge) to the kubernetes Service, and
+    # reaches kubelets by InternalIP with the admin client certificate.
+    advertise_address: str | None = None
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
@@ -350,7 +355,7 @@ class ControlPlane:
         if not etcd:
             raise ControlPlaneError("etcd is not installed: apt-get install etcd-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        write_pki(self.pki)
+        write_pki(self.pki, [self.advertise_address] if self.advertise_address else None)
         try:
             self._start_all(etcd, timeout)
         except BaseException:
@@ -361,6 +366,22 @@ class ControlPlane:
 
     def _log(self, msg: str) -> None:
         print(f"[controlplane] {msg}", file=sys.stderr, flush=True)
+
+    def _address_flags(self) -> list[str]:
+        if not self.advertise_address:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+            ]
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.advertise_address}",
+            "--endpoint-reconciler-type=lease",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={self.pki / 'admin.crt'}",
+            f"--kubelet-client-key={self.pki / 'admin.key'}",
+        ]
 
     def _start_all(self, etcd: str, timeout: float) -> None:
         b = self.bin_dir
@@ -397,8 +418,7 @@ class ControlPlane:
             [
                 str(b / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._address_flags(),
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -410,7 +430,6 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build the images the real test node runs, with podman and no registry, cached by content hash:
+#
+#   base      Debian bookworm made by mmdebstrap from Debian packages (python3, python3-venv)
+#   app       images/app/Dockerfile      with --build-arg BASE_IMAGE=<base>
+#   operator  images/operator/Dockerfile with --build-arg BASE_IMAGE=<base>
+#   redis     Debian's redis-server (spec.redis.managed.image of the tests)
+#
+# Each image is saved as a docker archive $CACHE/images/<name>-<hash>.tar, where the hash
+# covers everything it is built from (script, Dockerfile, sources, base); an archive already
+# there is not rebuilt. The image inside is named localhost/channelapp/<name>:<hash>.
+# Prints one line per image: NAME REFERENCE ARCHIVE.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+CACHE="${CHANNELAPP_CACHE:-$HOME/.cache/channelapp}"
+OUT="$CACHE/images"
+SUITE=bookworm
+BASE_PACKAGES=python3,python3-venv,python-is-python3,passwd
+REDIS_PACKAGES=redis-server
+mkdir -p "$OUT"
+export CONTAINERS_CONF="$here/containers.conf"
+
+for tool in podman mmdebstrap; do
+  command -v "$tool" >/dev/null || { echo "hack/images/build.sh: $tool is required (Debian: apt-get install podman mmdebstrap)" >&2; exit 1; }
+done
+log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+hash_of() { sha256sum | cut -c1-12; }
+
+# prune NAME TAG: older builds of an image go, from the cache and from podman's store.
+prune() {
+  local name="$1" tag="$2" old
+  for old in "$OUT/$name"-*.tar; do
+    [[ -e "$old" && "$old" != "$OUT/$name-$tag.tar" ]] && rm -f "$old"
+  done
+  podman images --format '{{.Repository}}:{{.Tag}}' "localhost/channelapp/$name" 2>/dev/null |
+    grep -vx "localhost/channelapp/$name:$tag" | xargs -r podman rmi --force >/dev/null 2>&1 || true
+}
+self_hash="$(cat "$here/build.sh" "$here/containers.conf" | hash_of)"
+
+# debian_image NAME PACKAGES USER CMD: a root file system from Debian packages, imported.
+debian_image() {
+  local name="$1" packages="$2" user="$3" cmd="$4" tag ref archive
+  tag="$(printf '%s\n' "$self_hash" "$SUITE" "$packages" "$user" "$cmd" | hash_of)"
+  ref="localhost/channelapp/$name:$tag"
+  archive="$OUT/$name-$tag.tar"
+  if [[ ! -f "$archive" ]]; then
+    log "$name: mmdebstrap $SUITE with $packages"
+    local t0=$SECONDS work
+    work="$(mktemp -d)"
+    mmdebstrap --quiet --variant=apt --include="$packages" \
+      --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+      "$SUITE" "$work/rootfs.tar"
+    podman import --change "WORKDIR /tmp" --change "USER $user" --change "CMD $cmd" "$work/rootfs.tar" "$ref" >/dev/null
+    podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
+    mv "$archive.tmp" "$archive"
+    rm -rf "$work"
+    prune "$name" "$tag"
+    log "$name: built in $((SECONDS - t0))s"
+  else
+    podman image exists "$ref" || podman load --quiet -i "$archive" >/dev/null
+  fi
+  echo "$name $ref $archive"
+}
+
+# dockerfile_image NAME DOCKERFILE BASE_REF: a Dockerfile of images/ on the Debian base.
+dockerfile_image() {
+  local name="$1" dockerfile="$2" base="$3" tag ref archive
+  tag="$(
+    cd "$root"
+    { echo "$self_hash $base"; git ls-files -s -- "$dockerfile" pyproject.toml README.md app operator .dockerignore
+      git diff HEAD -- "$dockerfile" pyproject.toml README.md app operator .dockerignore
+      git ls-files --others --exclude-standard -- app operator | xargs -r cat; } | hash_of
+  )"
+  ref="localhost/channelapp/$name:$tag"
+  archive="$OUT/$name-$tag.tar"
+  if [[ ! -f "$archive" ]]; then
+    log "$name: podman build -f $dockerfile (base $base)"
+    local t0=$SECONDS
+    # pip reaches the package index only with the host's CA bundle.
+    podman build --quiet --pull=never --network=host --build-arg "BASE_IMAGE=$base" \
+      -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+      -f "$root/$dockerfile" -t "$ref" "$root" >/dev/null
+    podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
+    mv "$archive.tmp" "$archive"
+    prune "$name" "$tag"
+    log "$name: built in $((SECONDS - t0))s"
+  fi
+  echo "$name $ref $archive"
+}
+
+read -r _ base_ref _ < <(debian_image base "$BASE_PACKAGES" root '["/bin/sh"]')
+echo "base $base_ref $OUT/base-${base_ref##*:}.tar"
+# The Redis image runs as the operator's runAsUser 999, in a directory it owns.
+debian_image redis "$REDIS_PACKAGES" 999 '["redis-server"]'
+dockerfile_image app images/app/Dockerfile "$base_ref"
+dockerfile_image operator images/operator/Dockerfile "$base_ref"

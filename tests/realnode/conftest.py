@@ -1,0 +1,40 @@
+"""The real-node tier runs only when chosen (``pytest -m realnode``, ``make test-realnode``):
+it needs root, containerd and the images, and takes minutes. Unchosen, its tests are
+deselected (not skipped); chosen, they run in the order below, the teardown check last."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.realnode_fixtures import chat_app, real_cluster, real_operator  # noqa: F401
+
+ORDER = (
+    "test_real_operator",
+    "test_real_chat",
+    "test_real_autoscaling",
+    "test_real_failures",
+    "test_real_restricted",
+    "test_real_teardown",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "realnode: real pods on a real node (root, containerd; make test-realnode)"
+    )
+
+
+def _rank(item: pytest.Item) -> int:
+    name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+    return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    real = [i for i in items if i.get_closest_marker("realnode")]
+    if "realnode" not in (config.getoption("-m") or ""):
+        if real:
+            config.hook.pytest_deselected(items=real)
+            items[:] = [i for i in items if i not in real]
+        return
+    others = [i for i in items if i not in real]
+    items[:] = others + sorted(real, key=_rank)

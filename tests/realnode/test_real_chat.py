@@ -1,0 +1,74 @@
+"""examples/chat.yaml on real pods: Ready, true columns, and chat through the protocol Service."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.realnode_fixtures import CHAT_NAMESPACE, RealCluster, channelapp
+
+pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER = ROOT / "tests" / "browser"
+
+
+def service_url(cluster: RealCluster, ns: str, name: str) -> str:
+    svc = cluster.kube.kubectl_json("get", "service", name, "-n", ns)
+    port = svc["spec"]["ports"][0]["port"]
+    return f"http://{svc['spec']['clusterIP']}:{port}"
+
+
+def test_chat_ready_with_true_columns(real_cluster: RealCluster, chat_app: dict[str, Any]) -> None:
+    kube = real_cluster.kube
+    out = kube.kubectl("get", "channelapps", "-n", CHAT_NAMESPACE, "--no-headers").stdout.split()
+    # NAME READY WORKERS QUEUE SHARDS AGE
+    assert out[:5] == ["chat", "True", "1/1", "0", "2/2"], out
+    pods = kube.kubectl_json("get", "pods", "-n", CHAT_NAMESPACE)["items"]
+    assert len(pods) == 5, [p["metadata"]["name"] for p in pods]  # 2 protocol, 1 worker, 2 Redis
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == "real-node-0"
+        assert pod["status"]["phase"] == "Running"
+        assert pod["status"]["podIP"].startswith("10.88."), pod["status"]
+    app = channelapp(kube, CHAT_NAMESPACE, "chat")
+    assert app["status"]["shards"]["summary"] == "2/2"
+
+
+def test_protocol_service_serves_the_page_from_the_host(
+    real_cluster: RealCluster, chat_app: dict[str, Any]
+) -> None:
+    url = service_url(real_cluster, CHAT_NAMESPACE, "chat")
+    with urllib.request.urlopen(url + "/readyz", timeout=10) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(url + "/", timeout=10) as resp:
+        assert b"<!doctype html>" in resp.read().lower()
+
+
+def test_two_chromium_tabs_chat_through_the_service(
+    real_cluster: RealCluster, chat_app: dict[str, Any], tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    assert node and chromium, "node and Debian's chromium are installed by .ci/run"
+    assert (BROWSER / "node_modules" / "playwright-core").is_dir(), "run: npm ci in tests/browser"
+    screenshot = tmp_path / "chat-real-node.png"
+    url = service_url(real_cluster, CHAT_NAMESPACE, "chat")
+    proc = subprocess.run(
+        [node, str(BROWSER / "chat.mjs"), url, str(screenshot)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=BROWSER,
+        env={**os.environ, "CHROMIUM": chromium},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["ok"] and result["text"] in result["bobLog"], result
+    assert "alice" in result["bobLog"]

@@ -1,0 +1,46 @@
+"""The operator installed by helm from its own image runs in-cluster under its ServiceAccount."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.cluster_fixtures import KubeCluster
+from tests.support.realnode_fixtures import OPERATOR_NAMESPACE, operator_pod, pod_ready
+
+pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
+
+WATCH_SECONDS = 130
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the operator's heartbeat beats only from ChannelApp handlers, so /healthz fails "
+    "after 60 s with no app and kubelet restarts it; liveness without apps is fixed in the "
+    "operator's own change: drop this mark when it lands (strict: this test then fails)",
+)
+def test_operator_probes_keep_passing_with_no_channelapp(real_operator: KubeCluster) -> None:
+    kube = real_operator
+    assert kube.kubectl_json("get", "channelapps", "-A")["items"] == []
+    pod = operator_pod(kube)
+    assert pod["spec"]["serviceAccountName"] == "channelapp-operator"
+    assert pod["spec"]["nodeName"] == "real-node-0"
+    name = pod["metadata"]["name"]
+    deadline = time.monotonic() + WATCH_SECONDS
+    while time.monotonic() < deadline:
+        pod = operator_pod(kube)
+        status = pod["status"]["containerStatuses"][0]
+        assert pod["metadata"]["name"] == name, "the operator pod was replaced"
+        assert status["restartCount"] == 0, status
+        assert pod_ready(pod), pod["status"]
+        time.sleep(10)
+    # A failing probe leaves an Unhealthy event even when it recovers before the threshold.
+    events = kube.kubectl(
+        "get", "events", "-n", OPERATOR_NAMESPACE,
+        "--field-selector", f"involvedObject.name={name},reason=Unhealthy", "-o", "name",
+    ).stdout  # fmt: skip
+    assert events.strip() == "", events
+    # In-cluster, under its own ServiceAccount: it listed ChannelApps through the API server.
+    logs = kube.kubectl("logs", "-n", OPERATOR_NAMESPACE, name).stdout
+    assert "Traceback" not in logs, logs[-3000:]
