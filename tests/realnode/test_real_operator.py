@@ -14,12 +14,6 @@ pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 WATCH_SECONDS = 130
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator's heartbeat beats only from ChannelApp handlers, so /healthz fails "
-    "after 60 s with no app and kubelet restarts it; liveness without apps is fixed in the "
-    "operator's own change: drop this mark when it lands (strict: this test then fails)",
-)
 def test_operator_probes_keep_passing_with_no_channelapp(real_operator: KubeCluster) -> None:
     kube = real_operator
     assert kube.kubectl_json("get", "channelapps", "-A")["items"] == []

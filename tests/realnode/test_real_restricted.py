@@ -14,12 +14,6 @@ pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 NAMESPACE = "restricted"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the app and Redis containers carry no seccompProfile, which the restricted "
-    "profile requires; seccompProfile RuntimeDefault everywhere is the operator's own change: "
-    "drop this mark when it lands (strict: this test then fails)",
-)
 def test_every_pod_is_admitted_under_pod_security_restricted(
     real_cluster: RealCluster, real_operator: object
 ) -> None:
