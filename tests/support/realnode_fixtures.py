@@ -87,6 +87,9 @@ def real_operator(real_cluster: RealCluster) -> KubeCluster:
         "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", f"image.repository={repo}", "--set-string", f"image.tag={tag}",
         "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s",
+        # One replica: these tests follow one operator pod (two replicas' takeover is tested
+        # on the control plane, tests/operator/test_high_availability.py).
+        "--set", "replicas=1",
     )  # fmt: skip
     wait_for(lambda: pod_ready(operator_pod(kube)), 120, 1, what="operator pod Ready")
     return kube
