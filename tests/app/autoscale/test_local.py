@@ -20,29 +20,41 @@ from tests.support.redis_fixtures import free_port
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
 
-async def test_pool_grows_with_the_queue_and_shrinks_after(tmp_path: Path) -> None:
-    port = free_port()
-    log_path = tmp_path / "run.log"
+def start_run(port: int, log_path: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """``channelapp run`` of the echo app, its own redis-server, output kept in ``log_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
     env["PYTHONUNBUFFERED"] = "1"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "channelapp", "run", "channelapp.examples.echo:app",
-             "--port", str(port), "--autoscale", "1..4", "--target-depth", "5",
-             "--concurrency", "1", "--scale-down-window", "2"],
+             "--port", str(port), *flags],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(200):
+        try:
+            async with http.get(f"{url}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url}/readyz not 200 within 20 s")
+
+
+async def test_pool_grows_with_the_queue_and_shrinks_after(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    proc = start_run(
+        port, log_path, "--autoscale", "1..4", "--target-depth", "5",
+        "--concurrency", "1", "--scale-down-window", "2",
+    )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{url}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_ready(http, url)
 
             async def one(n: int) -> int:
                 async with http.get(
@@ -75,27 +87,14 @@ async def test_a_steady_load_holds_a_steady_pool(tmp_path: Path) -> None:
     """
     port = free_port()
     log_path = tmp_path / "run.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "channelapp", "run", "channelapp.examples.echo:app",
-             "--port", str(port), "--autoscale", "1..8", "--concurrency", "1",
-             "--scale-down-window", "5"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_run(
+        port, log_path, "--autoscale", "1..8", "--concurrency", "1", "--scale-down-window", "5"
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         latencies: list[float] = []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{url}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_ready(http, url)
 
             async def one(n: int) -> int:
                 t0 = time.monotonic()
