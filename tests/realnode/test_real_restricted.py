@@ -7,7 +7,11 @@ import time
 
 import pytest
 
-from tests.support.realnode_fixtures import RealCluster, example_with_test_images
+from tests.support.realnode_fixtures import (
+    RealCluster,
+    default_service_account,
+    example_with_test_images,
+)
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 
@@ -23,10 +27,7 @@ def test_every_pod_is_admitted_under_pod_security_restricted(
         "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/enforce-version=latest",
     )  # fmt: skip
-    kube.kubectl(
-        "wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default",
-        "-n", NAMESPACE, "--timeout=30s",
-    )  # fmt: skip
+    default_service_account(kube, NAMESPACE)
     doc = example_with_test_images(real_cluster)
     doc["spec"]["protocol"]["replicas"] = 1
     doc["spec"]["redis"]["managed"]["shards"] = 1

@@ -71,6 +71,22 @@ def operator_pod(kube: KubeCluster) -> dict[str, Any]:
     return running[0]
 
 
+def default_service_account(kube: KubeCluster, ns: str) -> None:
+    """Wait for the service-account controller's "default" in a new namespace (pods need it).
+
+    Polled: ``kubectl wait`` fails at once, not after its timeout, on an object that does
+    not exist yet.
+    """
+    wait_for(
+        lambda: (
+            kube.kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0
+        ),
+        30,
+        0.2,
+        what=f"serviceaccount default in {ns}",
+    )
+
+
 def pod_ready(pod: dict[str, Any]) -> bool:
     return any(
         c["type"] == "Ready" and c["status"] == "True"
@@ -121,10 +137,7 @@ def apply_and_wait_ready(
     kube = cluster.kube
     if kube.kubectl("get", "namespace", ns, check=False).returncode != 0:
         kube.kubectl("create", "namespace", ns)
-    kube.kubectl(
-        "wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default",
-        "-n", ns, "--timeout=30s",
-    )  # fmt: skip
+    default_service_account(kube, ns)
     started = time.monotonic()
     kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(doc))
     name = doc["metadata"]["name"]
