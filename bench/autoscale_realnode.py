@@ -17,18 +17,10 @@ import statistics
 
 from bench.common import table
 from bench.hpa_model import first_time, simulate
-from tests.support import realnode
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.controlplane import ensure_tools
-from tests.support.polling import wait_for
 from tests.support.realnode_fixtures import (
-    OPERATOR_NAMESPACE,
-    RELEASE,
-    ROOT,
-    RealCluster,
     apply_and_wait_ready,
-    operator_pod,
-    pod_ready,
+    install_operator,
+    started_real_cluster,
 )
 from tests.support.realnode_jobs import (
     JOB_MS,
@@ -70,28 +62,8 @@ def keda_like(drained_after: float) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    ensure_tools()
-    if realnode.missing_tools():
-        realnode.build_node_tools()
-    images = realnode.build_images()
-    plane, node = realnode.start_for_tests(images)
-    try:
-        kube = KubeCluster(
-            plane.kubeconfig,
-            plane.bin_dir,
-            str(plane.bin_dir / "kubectl"),
-            str(plane.bin_dir / "helm"),
-            plane,
-        )
-        cluster = RealCluster(kube, node, images)
-        repo, tag = cluster.image("operator").rsplit(":", 1)
-        kube.helm(
-            "install", RELEASE, str(ROOT / "charts" / "channelapp-operator"),
-            "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-            "--set", f"image.repository={repo}", "--set-string", f"image.tag={tag}",
-            "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s",
-        )  # fmt: skip
-        wait_for(lambda: pod_ready(operator_pod(kube)), 120, 1, what="operator pod Ready")
+    with started_real_cluster() as cluster:
+        install_operator(cluster)
         ready_in = apply_and_wait_ready(cluster, NAMESPACE, jobs_app(cluster))
         urls, password = shard_urls(cluster)
         replicas, thread = sampler(cluster)
@@ -100,9 +72,6 @@ def main() -> None:
         finally:
             replicas.stop.set()
             thread.join(timeout=10)
-    finally:
-        node.stop()
-        plane.stop()
     surge_at = result["surge_at"]
     patched = replicas.first(lambda r, ok: r == MAX_WORKERS, surge_at)
     ready = replicas.first(lambda r, ok: ok == MAX_WORKERS, surge_at)

@@ -9,6 +9,7 @@ skips. ``real_operator`` helm-installs charts/channelapp-operator with the opera
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -40,8 +41,9 @@ class RealCluster:
         return self.images[name].ref
 
 
-@pytest.fixture(scope="session")
-def real_cluster() -> Iterator[RealCluster]:
+@contextlib.contextmanager
+def started_real_cluster() -> Iterator[RealCluster]:
+    """The control plane with a real node joined, the project's images on it; stopped after."""
     ensure_tools()
     missing = realnode.missing_tools()
     if any("build-node.sh" in m for m in missing):
@@ -60,6 +62,12 @@ def real_cluster() -> Iterator[RealCluster]:
     finally:
         node.stop()
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[RealCluster]:
+    with started_real_cluster() as cluster:
+        yield cluster
 
 
 def operator_pod(kube: KubeCluster) -> dict[str, Any]:
@@ -94,10 +102,10 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     )
 
 
-@pytest.fixture(scope="session")
-def real_operator(real_cluster: RealCluster) -> KubeCluster:
-    kube = real_cluster.kube
-    repo, tag = real_cluster.image("operator").rsplit(":", 1)
+def install_operator(cluster: RealCluster) -> KubeCluster:
+    """``helm install`` the chart with the operator image built here; wait for its pod."""
+    kube = cluster.kube
+    repo, tag = cluster.image("operator").rsplit(":", 1)
     kube.helm(
         "install", RELEASE, str(ROOT / "charts" / "channelapp-operator"),
         "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
@@ -109,6 +117,11 @@ def real_operator(real_cluster: RealCluster) -> KubeCluster:
     )  # fmt: skip
     wait_for(lambda: pod_ready(operator_pod(kube)), 120, 1, what="operator pod Ready")
     return kube
+
+
+@pytest.fixture(scope="session")
+def real_operator(real_cluster: RealCluster) -> KubeCluster:
+    return install_operator(real_cluster)
 
 
 def example_with_test_images(cluster: RealCluster, name: str = "chat.yaml") -> dict[str, Any]:
