@@ -1,8 +1,13 @@
-"""Consumers: function consumers, WebSocket, JSON WebSocket and HTTP consumer classes."""
+"""Consumers: functions and classes for HTTP, WebSockets and custom channels, async or sync."""
 
 from channelapp.consumers.context import Context
 from channelapp.consumers.http import HttpConsumer, Request, Response, StreamingResponse
-from channelapp.consumers.websocket import JsonWebsocketConsumer, WebsocketConsumer
+from channelapp.consumers.websocket import (
+    JsonWebsocketConsumer,
+    SyncJsonWebsocketConsumer,
+    SyncWebsocketConsumer,
+    WebsocketConsumer,
+)
 
 __all__ = [
     "Context",
@@ -11,5 +16,7 @@ __all__ = [
     "Request",
     "Response",
     "StreamingResponse",
+    "SyncJsonWebsocketConsumer",
+    "SyncWebsocketConsumer",
     "WebsocketConsumer",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from channelapp.consumers.context import Context
 from channelapp.sessions import COOKIE_NAME, dump_cookie_session, load_cookie_session
+from channelapp.sync import is_sync_callable, run_sync
 
 
 class Request:
@@ -78,13 +79,17 @@ class Response:
 
 @dataclass
 class StreamingResponse:
-    chunks: AsyncIterator[bytes]
+    """Chunks sent as they come: an async iterator, or a plain iterable (a generator of a sync
+    consumer, advanced in the worker's thread pool)."""
+
+    chunks: AsyncIterator[bytes] | Iterable[bytes]
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class HttpConsumer:
-    """Subclass and define ``get``/``post``/... (or ``handle`` for every method)."""
+    """Subclass and define ``get``/``post``/... (or ``handle`` for every method), each either
+    ``async def`` or a plain ``def`` (run in the worker's thread pool)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -96,8 +101,19 @@ class HttpConsumer:
                 m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(self, m)
             ]
             return Response(b"method not allowed\n", 405, [("Allow", ", ".join(allowed))])
-        response: Response | StreamingResponse = await method(request)
+        response: Response | StreamingResponse
+        if is_sync_callable(method):
+            response = await run_sync(method, request)
+        else:
+            response = await method(request)
         return response
+
+
+_DONE = object()
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> Any:
+    return next(chunks, _DONE)
 
 
 async def send_response(
@@ -115,8 +131,14 @@ async def send_response(
         )
     await ctx.reply({"type": "http.response.start", "status": response.status, "headers": headers})
     if isinstance(response, StreamingResponse):
-        async for chunk in response.chunks:
-            await ctx.reply({"type": "http.response.body", "body": chunk, "more_body": True})
+        chunks = response.chunks
+        if isinstance(chunks, AsyncIterator):
+            async for chunk in chunks:
+                await ctx.reply({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            sync_chunks = iter(chunks)
+            while (piece := await run_sync(_next_chunk, sync_chunks)) is not _DONE:
+                await ctx.reply({"type": "http.response.body", "body": piece, "more_body": True})
         await ctx.reply({"type": "http.response.body", "body": b"", "more_body": False})
     else:
         await ctx.reply({"type": "http.response.body", "body": response.body, "more_body": False})

@@ -1,5 +1,8 @@
 """WebSocket consumers: one instance per message, state in the per-socket session.
 
+``WebsocketConsumer`` handlers are ``async def``; ``SyncWebsocketConsumer`` handlers
+are plain ``def`` run in the worker's thread pool.
+
 Group broadcasts go straight to the members' reply channels as
 ``websocket.send`` messages, so the protocol server delivers them without a
 worker hop.
@@ -7,6 +10,7 @@ worker hop.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any, ClassVar
@@ -14,11 +18,14 @@ from typing import Any, ClassVar
 from channelapp.consumers.context import Context
 from channelapp.layer.names import InvalidChannelName, validate_group_name
 from channelapp.sessions import Session
+from channelapp.sync import call, run_sync
 
 log = logging.getLogger("channelapp.consumers")
 
 
-class WebsocketConsumer:
+class _SocketConsumer:
+    """What async and sync WebSocket consumers share: the session, groups and lifecycle."""
+
     #: Groups joined on accept and left on disconnect; ``{name}`` is filled from URL kwargs.
     groups: ClassVar[list[str]] = []
 
@@ -39,9 +46,9 @@ class WebsocketConsumer:
         self.session = await self.ctx.session()
         kind = self.message.get("type")
         if kind == "websocket.connect":
-            await self.connect()
+            await self._on_connect()
         elif kind == "websocket.receive":
-            await self.receive(text=self.message.get("text"), bytes=self.message.get("bytes"))
+            await self._on_receive(self.message.get("text"), self.message.get("bytes"))
         elif kind == "websocket.disconnect":
             for group in self._groups():
                 try:
@@ -49,12 +56,56 @@ class WebsocketConsumer:
                 except InvalidChannelName:
                     continue  # never joined (a rejected connect): group_add refuses such names
                 await self.ctx.group_discard(group)
-            await self.disconnect(self.message.get("code", 1000))
+            await self._on_disconnect(self.message.get("code", 1000))
             await self.ctx.sessions.delete(self.reply_channel)
             self.ctx._session = None
             return
         else:
             log.warning("websocket consumer got an unknown message type %r", kind)
+
+    async def _on_connect(self) -> None:
+        raise NotImplementedError
+
+    async def _on_receive(self, text: str | None, data: bytes | None) -> None:
+        raise NotImplementedError
+
+    async def _on_disconnect(self, code: int) -> None:
+        raise NotImplementedError
+
+    # --- the actions, on the event loop -----------------------------------------------------
+
+    async def _accept(self, subprotocol: str | None = None) -> None:
+        message: dict[str, Any] = {"type": "websocket.accept"}
+        if subprotocol:
+            message["subprotocol"] = subprotocol
+        await self.ctx.reply(message)
+        for group in self._groups():
+            await self.ctx.group_add(group)
+
+    async def _send(self, text: str | None, data: bytes | None) -> None:
+        if (text is None) == (data is None):
+            raise ValueError("send() needs exactly one of text or bytes")
+        key = "text" if text is not None else "bytes"
+        await self.ctx.reply({"type": "websocket.send", key: text if text is not None else data})
+
+    async def _group_send(self, group: str, text: str | None, data: bytes | None) -> int:
+        key = "text" if text is not None else "bytes"
+        return await self.ctx.group_send(
+            group, {"type": "websocket.send", key: text if text is not None else data}
+        )
+
+
+class WebsocketConsumer(_SocketConsumer):
+    """Handlers are ``async def``; one instance per message, state in ``self.session``."""
+
+    async def _on_connect(self) -> None:
+        await self.connect()
+
+    async def _on_receive(self, text: str | None, data: bytes | None) -> None:
+        await self.receive(text=text, bytes=data)
+
+    async def _on_disconnect(self, code: int) -> None:
+        await self.disconnect(code)
 
     # --- handlers to override ---------------------------------------------------------------
 
@@ -70,21 +121,13 @@ class WebsocketConsumer:
     # --- actions ----------------------------------------------------------------------------
 
     async def accept(self, subprotocol: str | None = None) -> None:
-        message: dict[str, Any] = {"type": "websocket.accept"}
-        if subprotocol:
-            message["subprotocol"] = subprotocol
-        await self.ctx.reply(message)
-        for group in self._groups():
-            await self.ctx.group_add(group)
+        await self._accept(subprotocol)
 
     async def reject(self) -> None:
         await self.ctx.reply({"type": "websocket.close", "code": 1000})
 
     async def send(self, text: str | None = None, bytes: bytes | None = None) -> None:
-        if (text is None) == (bytes is None):
-            raise ValueError("send() needs exactly one of text or bytes")
-        key = "text" if text is not None else "bytes"
-        await self.ctx.reply({"type": "websocket.send", key: text if text is not None else bytes})
+        await self._send(text, bytes)
 
     async def close(self, code: int = 1000) -> None:
         await self.ctx.reply({"type": "websocket.close", "code": code})
@@ -98,21 +141,76 @@ class WebsocketConsumer:
     async def group_send(
         self, group: str, text: str | None = None, bytes: bytes | None = None
     ) -> int:
-        key = "text" if text is not None else "bytes"
-        return await self.ctx.group_send(
-            group, {"type": "websocket.send", key: text if text is not None else bytes}
-        )
+        return await self._group_send(group, text, bytes)
+
+
+class SyncWebsocketConsumer(_SocketConsumer):
+    """Handlers are plain ``def``, run in the worker's thread pool (blocking code, the Django
+    ORM); the actions block until done. Same lifecycle as :class:`WebsocketConsumer`."""
+
+    async def _on_connect(self) -> None:
+        await run_sync(self.connect)
+
+    async def _on_receive(self, text: str | None, data: bytes | None) -> None:
+        await run_sync(functools.partial(self.receive, text=text, bytes=data))
+
+    async def _on_disconnect(self, code: int) -> None:
+        await run_sync(self.disconnect, code)
+
+    # --- handlers to override ---------------------------------------------------------------
+
+    def connect(self) -> None:
+        self.accept()
+
+    def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
+        pass
+
+    def disconnect(self, code: int) -> None:
+        pass
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def accept(self, subprotocol: str | None = None) -> None:
+        call(self._accept(subprotocol))
+
+    def reject(self) -> None:
+        self.ctx.sync.reply({"type": "websocket.close", "code": 1000})
+
+    def send(self, text: str | None = None, bytes: bytes | None = None) -> None:
+        call(self._send(text, bytes))
+
+    def close(self, code: int = 1000) -> None:
+        self.ctx.sync.reply({"type": "websocket.close", "code": code})
+
+    def group_add(self, group: str) -> None:
+        self.ctx.sync.group_add(group)
+
+    def group_discard(self, group: str) -> None:
+        self.ctx.sync.group_discard(group)
+
+    def group_send(self, group: str, text: str | None = None, bytes: bytes | None = None) -> int:
+        return call(self._group_send(group, text, bytes))
+
+
+def _json_frame(consumer: _SocketConsumer, text: str | None, data: bytes | None) -> Any:
+    """The frame's JSON, or _NOT_JSON (the caller closes the socket with 1007)."""
+    raw = text if text is not None else (data or b"").decode("utf-8", "replace")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
+        log.info("closing websocket %s: frame is not JSON", consumer.reply_channel)
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
 
 
 class JsonWebsocketConsumer(WebsocketConsumer):
     """Text frames carry JSON; a frame that is not JSON closes the socket with 1007."""
 
     async def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
-        raw = text if text is not None else (bytes or b"").decode("utf-8", "replace")
-        try:
-            content = json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
-            log.info("closing websocket %s: frame is not JSON", self.reply_channel)
+        content = _json_frame(self, text, bytes)
+        if content is _NOT_JSON:
             await self.close(1007)
             return
         await self.receive_json(content)
@@ -125,3 +223,23 @@ class JsonWebsocketConsumer(WebsocketConsumer):
 
     async def group_send_json(self, group: str, content: Any) -> int:
         return await self.group_send(group, text=json.dumps(content))
+
+
+class SyncJsonWebsocketConsumer(SyncWebsocketConsumer):
+    """:class:`JsonWebsocketConsumer` with plain ``def`` handlers (see SyncWebsocketConsumer)."""
+
+    def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
+        content = _json_frame(self, text, bytes)
+        if content is _NOT_JSON:
+            self.close(1007)
+            return
+        self.receive_json(content)
+
+    def receive_json(self, content: Any) -> None:
+        pass
+
+    def send_json(self, content: Any) -> None:
+        self.send(text=json.dumps(content))
+
+    def group_send_json(self, group: str, content: Any) -> int:
+        return self.group_send(group, text=json.dumps(content))

@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, web
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
-from channelapp.server import lost_state
+from channelapp.server import lost_state, request_body
 from channelapp.server.frames import MaskedWebSocketResponse
 from channelapp.server.messages import (
     BadReply,
@@ -132,38 +132,60 @@ class ProtocolServer:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The whole body, or None when it is larger than ``max_body_size``."""
-        limit = self.settings.max_body_size
-        if request.content_length is not None and request.content_length > limit:
-            return None
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            body += chunk
-            if len(body) > limit:
-                return None
-        return bytes(body)
+    def _too_large(self) -> web.StreamResponse:
+        refusal = web.Response(
+            status=413, text=f"request body larger than {self.settings.max_body_size} bytes\n"
+        )
+        refusal.force_close()  # says Connection: close, and closes it
+        return self._answer(refusal)
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        pumps: list[asyncio.Task[request_body.BodyOutcome]] = []
+        try:
+            return await self._handle_http(request, pumps)
+        finally:
+            for task in pumps:  # a body the app did not wait for is not forwarded any more
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def _reply_or_body_refusal(
+        self, reply: str, timeout: float, pump: asyncio.Task[request_body.BodyOutcome]
+    ) -> Any:
+        """The first reply, or the body's outcome (a str) when the body failed first."""
+        receive = asyncio.create_task(self._reply(reply, timeout))
+        await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+        if not receive.done() and pump.result() != "complete":
+            receive.cancel()
+            await asyncio.gather(receive, return_exceptions=True)
+            return pump.result()
+        return await receive
+
+    async def _handle_http(
+        self, request: web.Request, pumps: list[asyncio.Task[request_body.BodyOutcome]]
+    ) -> web.StreamResponse:
         t0 = time.perf_counter()
+        limit = self.settings.max_body_size
+        # One READ_TIMEOUT for the whole body, its first chunk and the streamed rest alike.
+        body_deadline = asyncio.get_running_loop().time() + self.settings.read_timeout
         try:
             async with asyncio.timeout(self.settings.read_timeout):
-                body = await self._read_body(request)
+                first, complete = await request_body.read_first(request, limit)
         except TimeoutError:
             return await self._request_timeout(request)
-        if body is None:
-            refusal = web.Response(
-                status=413, text=f"request body larger than {self.settings.max_body_size} bytes\n"
-            )
-            refusal.force_close()  # says Connection: close, and closes it
-            return self._answer(refusal)
+        except request_body.BodyTooLarge:
+            return self._too_large()
         reply = await self.layer.new_channel("http.response")
-        message = {
+        message: dict[str, Any] = {
             "type": HTTP_REQUEST,
             "method": request.method,
-            "body": body,
+            "body": first,
             **scope(request, reply),
         }
+        body_channel = None
+        if not complete:  # the rest streams on the request's own channel
+            body_channel = request_body.new_body_channel()
+            message.update(more_body=True, body_channel=body_channel)
         refused = await self.send(HTTP_REQUEST, message)
         if refused:
             why = "server busy" if refused == "full" else "channel layer unavailable"
@@ -172,7 +194,27 @@ class ProtocolServer:
             )
         timeout = self.settings.response_timeout
         try:
-            start = await self._reply(reply, timeout)
+            if body_channel is not None:
+                pump = asyncio.create_task(
+                    request_body.pump(
+                        request,
+                        self.layer,
+                        body_channel,
+                        len(first),
+                        limit,
+                        max(0.0, body_deadline - asyncio.get_running_loop().time()),
+                    )
+                )
+                pumps.append(pump)
+                start = await self._reply_or_body_refusal(reply, timeout, pump)
+                if start == "too_large":
+                    return self._too_large()
+                if start == "timeout":
+                    return await self._request_timeout(request)
+                if start == "gone":
+                    return self._answer(web.Response(status=400, text="request body broken off\n"))
+            else:
+                start = await self._reply(reply, timeout)
             status, headers = check_response_start(start)
             first = await self._reply(reply, timeout)
             chunk, more = check_response_body(first)
@@ -277,9 +319,9 @@ class ProtocolServer:
             return await self._close_at_once(request, TRY_AGAIN_LATER, refusal_reason(refused))
         # From here on connect may have run, so every way out sends the disconnect.
         code: int = WSCloseCode.ABNORMAL_CLOSURE
+        early: list[dict[str, Any]] = []
         try:
-            first = await self._reply(reply, self.settings.response_timeout)
-            kind = check_websocket_reply(first)
+            first, kind = await self._handshake_answer(reply, early)
         except TimeoutError:
             log.warning("websocket %s: no accept from a worker in time", request.path)
             await self.disconnect(reply, request.path, code, 1)
@@ -305,7 +347,7 @@ class ProtocolServer:
             await self.disconnect(reply, request.path, code, 1)
             raise
         metrics.HTTP_REQUESTS.labels("101").inc()
-        session = SocketSession(self, ws, request, reply)
+        session = SocketSession(self, ws, request, reply, early)
         self.sockets[ws] = session
         metrics.WEBSOCKETS_OPEN.inc()
         try:
@@ -314,6 +356,25 @@ class ProtocolServer:
             self.sockets.pop(ws, None)
             metrics.WEBSOCKETS_OPEN.dec()
         return ws
+
+    async def _handshake_answer(
+        self, reply: str, early: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], str]:
+        """The application's accept or close. Messages sent to the socket before it (a group
+        broadcast reaching a member whose connect is still running) are kept in ``early``,
+        in order, for delivery after the accept; more than ``channel_capacity`` is BadReply."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.response_timeout
+        while True:
+            message = await self._reply(reply, max(0.0, deadline - loop.time()))
+            kind = check_websocket_reply(message)
+            if kind != "websocket.send":
+                return message, kind
+            early.append(message)
+            if len(early) > self.settings.channel_capacity:
+                raise BadReply(
+                    f"{len(early)} messages sent to the socket before its connect was answered"
+                )
 
     async def _close_at_once(self, request: web.Request, code: int, why: str) -> web.StreamResponse:
         ws = web.WebSocketResponse()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -41,7 +42,12 @@ CLOSE_GRACE = 2.0  # seconds a closing handshake may take before the connection 
 
 class SocketSession:
     def __init__(
-        self, server: ProtocolServer, ws: web.WebSocketResponse, request: web.Request, reply: str
+        self,
+        server: ProtocolServer,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        reply: str,
+        early: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.server = server
         self.ws = ws
@@ -51,6 +57,8 @@ class SocketSession:
         self.order = 0
         settings = server.settings
         self.outbox = Outbox(settings.channel_capacity, settings.send_buffer_size)
+        # Sent before the accept: delivered first, in order (or the socket is too slow).
+        self.early_overflow = not all(self.outbox.put(message) for message in early)
         # The code the server closed the socket with because of what it was sent.
         self.closed_with: int | None = None
 
@@ -59,6 +67,15 @@ class SocketSession:
         feeder = asyncio.create_task(self._feed(writer))
         reader = asyncio.create_task(self._read())
         code: int = WSCloseCode.ABNORMAL_CLOSURE
+        if self.early_overflow:
+            log.warning(
+                "websocket %s: more sent before the accept than its outbox holds; closing with %d",
+                self.path,
+                TOO_SLOW,
+            )
+            metrics.WEBSOCKETS_TOO_SLOW.inc()
+            feeder.cancel()
+            await self._close_for(writer, TOO_SLOW, "client too slow")
         try:
             # The feeder ends first only when it closed the socket (too slow, bad reply).
             await asyncio.wait([reader, feeder], return_when=asyncio.FIRST_COMPLETED)

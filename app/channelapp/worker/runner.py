@@ -1,5 +1,10 @@
 """The worker: take batches from the app's channels, run consumers with bounded concurrency.
 
+Sync consumers (plain ``def``) run in a thread pool with one thread per message
+the worker runs at once, so ``concurrency`` is both the pool and what the
+autoscaler counts. Mounted ASGI apps get their lifespan startup before the first
+message and their shutdown after the last.
+
 SIGTERM stops taking messages, lets the ones in flight finish (up to
 ``shutdown_timeout``), hands back anything popped but not started, and exits:
 a scale-down loses nothing.
@@ -13,8 +18,9 @@ import secrets
 import time
 from typing import Any
 
-from channelapp import metrics
+from channelapp import metrics, sync
 from channelapp.application import App
+from channelapp.consumers.asgi import Lifespan, mounts_of
 from channelapp.consumers.context import Context
 from channelapp.layer import BaseChannelLayer, ShardUnavailable, WorkerReport
 from channelapp.sessions import session_store_for
@@ -59,6 +65,7 @@ class Worker:
         self.busy_seconds = 0.0  # time consumers spent on the messages handled
         self.ready = False
         self._stopping = asyncio.Event()
+        self.pool = sync.new_pool(self.concurrency)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -93,7 +100,30 @@ class Worker:
             await asyncio.sleep(interval)
 
     async def run(self) -> None:
-        log.info("worker consuming %s (concurrency %d)", ", ".join(self.channels), self.concurrency)
+        runtime = sync.Runtime(
+            asyncio.get_running_loop(), self.layer, self.settings, self.sessions, self.pool
+        )
+        sync.bind(runtime)
+        lifespans = [Lifespan(mount) for mount in mounts_of(self.app.router.routes)]
+        started: list[Lifespan] = []
+        try:
+            for lifespan in lifespans:
+                await lifespan.startup()  # LifespanFailed: this worker must not serve
+                started.append(lifespan)
+            await self._serve()
+        finally:
+            for lifespan in reversed(started):
+                await lifespan.shutdown()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            sync.unbind(runtime)
+
+    async def _serve(self) -> None:
+        log.info(
+            "worker consuming %s (concurrency %d: messages at once, and threads for sync "
+            "consumers)",
+            ", ".join(self.channels),
+            self.concurrency,
+        )
         if self.liveness is not None:
             await asyncio.to_thread(self.liveness.start)
         sweeper = asyncio.create_task(self._sweep_parked())
