@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.cluster_fixtures",
     "tests.support.operator_fixtures",
+    "tests.support.django_fixtures",
 ]

@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=formatter)
         p.add_argument(
             "app",
-            help="the app object, as package.module:attribute (imported from the current "
-            "directory too)",
+            help="the app object, as package.module:attribute, or a Django project, as "
+            "django:mysite.settings (imported from the current directory too)",
         )
         return p
 

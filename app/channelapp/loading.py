@@ -1,4 +1,4 @@
-"""Load the app object named by ``MODULE:ATTR``."""
+"""Load the app object named by ``MODULE:ATTR``, or a Django project by ``django:SETTINGS``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,19 @@ class AppLoadError(RuntimeError):
     pass
 
 
+DJANGO_PREFIX = "django:"
+
+
 def load_app(path: str) -> Any:
+    if path.startswith(DJANGO_PREFIX):
+        from channelapp.django.loader import load_django_app
+
+        return load_django_app(path[len(DJANGO_PREFIX) :])
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise AppLoadError(f"app path must look like 'package.module:attribute', got {path!r}")
+        raise AppLoadError(
+            f"app path must look like 'package.module:attribute' (or 'django:mysite.settings'), got {path!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -40,6 +40,8 @@ class Route:
     channel: str | None = None
     regex: re.Pattern[str] | None = None
     converters: dict[str, Callable[[str], Any]] = field(default_factory=dict)
+    #: The one channel this URL route answers (e.g. ``websocket.receive``); None: all of them.
+    on: str | None = None
 
     def match(self, path: str) -> dict[str, Any] | None:
         if self.regex is None:
@@ -75,6 +77,18 @@ def path(pattern: str, consumer: Any, *, protocol: Protocol = "any") -> Route:
     return Route(consumer, protocol, pattern, None, re.compile(regex), converters)
 
 
+def mount(prefix: str, application: Any) -> Route:
+    """An ASGI 3 HTTP application (Django's ``get_asgi_application()``, Starlette, FastAPI)
+    served by the workers for every path under ``prefix``; its ``root_path`` is the prefix."""
+    from channelapp.consumers.asgi import AsgiMount
+
+    if not prefix.startswith("/"):
+        raise RoutingError(f"mount prefix must start with '/', got {prefix!r}")
+    root = prefix.rstrip("/")
+    regex = re.compile(re.escape(root) + r"(?:/.*)?" if root else r"/.*")
+    return Route(AsgiMount(application, root), "http", prefix, None, regex)
+
+
 def channel(name: str, consumer: Any) -> Route:
     """A route for messages sent to a custom channel."""
     try:
@@ -87,6 +101,11 @@ def channel(name: str, consumer: Any) -> Route:
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
+        if any(getattr(route, "channels1", False) for route in self.routes):
+            # Channels 1.x routing entries are matched as one routing: channelapp.compat.routing.
+            from channelapp.compat.routing import expand_routes
+
+            self.routes = expand_routes(self.routes)
         self._channels: dict[str, Route] = {}
         for route in self.routes:  # the first route for a channel wins, as for paths
             if route.channel:
@@ -99,9 +118,15 @@ class Router:
     def for_channel(self, name: str) -> Route | None:
         return self._channels.get(name)
 
-    def for_path(self, url_path: str, protocol: Protocol) -> tuple[Route, dict[str, Any]] | None:
+    def for_path(
+        self, url_path: str, protocol: Protocol, channel: str | None = None
+    ) -> tuple[Route, dict[str, Any]] | None:
+        """The first URL route for ``url_path``; routes bound to one channel (``on``) match
+        only messages of that channel."""
         for route in self.routes:
             if route.channel or route.protocol not in ("any", protocol):
+                continue
+            if route.on is not None and route.on != channel:
                 continue
             kwargs = route.match(url_path)
             if kwargs is not None:

@@ -91,3 +91,20 @@ def test_every_pod_meets_pod_security_restricted() -> None:
         for c in pod["containers"]:
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_a_django_project_is_loaded_by_both_process_kinds() -> None:
+    spec = {**SPEC, "app": "django:mysite.settings"}
+    proto = builders.protocol_deployment("site", "ns", "uid", spec)
+    worker = builders.worker_deployment("site", "ns", "uid", spec)
+    proto_args = proto["spec"]["template"]["spec"]["containers"][0]["args"]
+    worker_args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert proto_args == [
+        "protocol",
+        "django:mysite.settings",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+    ]
+    assert worker_args[:2] == ["worker", "django:mysite.settings"]

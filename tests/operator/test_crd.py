@@ -84,6 +84,8 @@ INVALID = {
     "no-redis": (with_spec(redis={}), "spec.redis", "exactly one of redis.managed"),
     "missing-image": (with_spec(image=_DELETE), "spec.image", "Required value"),
     "bad-app-path": (with_spec(app="chat"), "spec.app", "should match"),
+    "django-without-settings": (with_spec(app="django:"), "spec.app", "should match"),
+    "django-bad-settings-module": (with_spec(app="django:1bad"), "spec.app", "should match"),
     "http-url": (
         with_spec(redis={"external": {"urls": ["http://r:6379"]}}),
         "spec.redis.external.urls[0]",
@@ -206,6 +208,18 @@ def test_values_children_accept_are_accepted(
     )  # fmt: skip
 
 
+def test_a_django_settings_module_is_accepted_as_the_app(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    obj = with_spec(app="django:mysite.settings")
+    obj["metadata"]["name"] = "django"
+    kube_cluster.kubectl(
+        "apply", "-n", namespace, "--validate=strict", "-f", "-", input=json.dumps(obj)
+    )  # fmt: skip
+    spec = kube_cluster.kubectl_json("get", "channelapp", "django", "-n", namespace)["spec"]
+    assert spec["app"] == "django:mysite.settings"
+
+
 def test_schema_fills_defaults(
     kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
 ) -> None:
@@ -270,6 +284,7 @@ def test_kubectl_explain_describes_fields(kube_cluster: KubeCluster, channelapp_
         ("channelapp.spec.redis.external.passwordSecretRef.key", "Key in the Secret"),
         ("channelapp.spec.protocol.replicas", "kubectl scale chapp"),
         ("channelapp.status.queue", "unknown"),
+        ("channelapp.spec.app", "django:mysite.settings"),
     ):
         out = kube_cluster.kubectl("explain", field).stdout
         assert words in out, out
