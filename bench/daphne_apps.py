@@ -1,13 +1,19 @@
-"""The baselines of bench.websocket: Django Channels echo consumers served by daphne.
+"""The baselines of the benchmarks: Django and Django Channels apps served by daphne.
 
-``inprocess``: the consumer echoes in the daphne process (no channel layer).
-``via_redis``: each frame makes a round trip through channels_redis before it is echoed.
-The Redis URL comes from ``BENCH_REDIS_URL``.
+bench.websocket: ``inprocess``, the consumer echoes in the daphne process (no channel
+layer); ``via_redis``, each frame makes a round trip through channels_redis before it is
+echoed. bench.fanout: ``fanout``. The Redis URL comes from ``BENCH_REDIS_URL``.
+
+bench.sync_http: ``django_views``, Django's ASGI handler and a plain ``def`` view; and
+``sync_consumer``, a Channels 4 ``SyncConsumer`` answering HTTP. Both block for
+``BENCH_WORK_MS`` milliseconds (time.sleep) per request on ``/work``.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import django
 from django.conf import settings
@@ -17,6 +23,7 @@ if not settings.configured:
         DEBUG=False,
         SECRET_KEY="bench",
         ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,  # bench.sync_http's Django view (urlpatterns below)
         INSTALLED_APPS=["channels"],
         CHANNEL_LAYERS={
             "default": {
@@ -44,8 +51,12 @@ if not settings.configured:
     )
     django.setup()
 
+from channels.consumer import SyncConsumer
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
+from django.core.asgi import get_asgi_application
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 
@@ -87,3 +98,48 @@ class FanoutChat(AsyncWebsocketConsumer):
 
 
 fanout = URLRouter([path("ws/chat/<str:room>/", FanoutChat.as_asgi())])
+
+
+WORK_SECONDS = float(os.environ.get("BENCH_WORK_MS", "10")) / 1000
+
+
+def work_view(request: HttpRequest) -> HttpResponse:
+    """A plain sync view: Django's ASGI handler runs it with sync_to_async(thread_sensitive)
+    inside a per-request ThreadSensitiveContext."""
+    time.sleep(WORK_SECONDS)
+    return HttpResponse(b"ok", content_type="text/plain")
+
+
+urlpatterns = [path("work", work_view)]
+django_views = get_asgi_application()
+
+
+class WorkSyncConsumer(SyncConsumer):
+    """HTTP on a Channels 4 SyncConsumer (channels.generic.http has an async consumer only).
+
+    Its handlers run through database_sync_to_async, which is thread_sensitive: outside a
+    ThreadSensitiveContext they share one thread, as every SyncConsumer does. No channel
+    layer (an HTTP request needs none): no channels_redis receive per request.
+    """
+
+    channel_layer_alias = "no-layer-for-http"  # not in CHANNEL_LAYERS: channel_layer is None
+
+    def http_request(self, message: dict[str, Any]) -> None:
+        if message.get("more_body"):
+            return
+        time.sleep(WORK_SECONDS)
+        self.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        self.send({"type": "http.response.body", "body": b"ok"})
+        raise StopConsumer
+
+    def http_disconnect(self, message: dict[str, Any]) -> None:
+        raise StopConsumer
+
+
+sync_consumer = URLRouter([path("work", WorkSyncConsumer.as_asgi())])
