@@ -135,6 +135,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _exit_past_stuck_threads() -> None:
+    """A sync consumer still running after the worker stopped (it outlived the shutdown
+    timeout) cannot be stopped, and the interpreter would wait for its thread forever at
+    exit: the process exits without it."""
+    from channelapp import sync
+
+    stuck = sync.busy_threads()
+    if stuck:
+        logging.getLogger("channelapp.worker").error(
+            "stopping: %d sync consumer(s) still running past the shutdown timeout; "
+            "exiting without them",
+            stuck,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def _run(args: argparse.Namespace, app: App) -> int:
     if args.command == "protocol":
         from channelapp.server.protocol import run_protocol_async
@@ -151,10 +170,12 @@ def _run(args: argparse.Namespace, app: App) -> int:
                 concurrency=getattr(args, "concurrency", None),
             )
         )
+        _exit_past_stuck_threads()
     elif args.command == "dev":
         from channelapp.dev import run_dev_async
 
         asyncio.run(run_dev_async(app, args.host, args.port))
+        _exit_past_stuck_threads()
     elif args.command == "run":
         from channelapp.autoscale.local import run_local
 

@@ -184,12 +184,29 @@ def close_old_db_connections() -> None:
         close_old_connections()
 
 
+_busy_lock = threading.Lock()
+_busy = 0  # consumer threads of this process running sync code now
+
+
+def busy_threads() -> int:
+    """How many consumer threads run sync code now (after a worker stopped: the consumers
+    that outlived its shutdown timeout, which no one can stop)."""
+    return _busy
+
+
 def _in_thread(fn: Callable[..., T], *args: Any) -> T:
-    close_old_db_connections()
+    global _busy
+    with _busy_lock:
+        _busy += 1
     try:
-        return fn(*args)
-    finally:
         close_old_db_connections()
+        try:
+            return fn(*args)
+        finally:
+            close_old_db_connections()
+    finally:
+        with _busy_lock:
+            _busy -= 1
 
 
 async def run_sync(fn: Callable[..., T], *args: Any) -> T:

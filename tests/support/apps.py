@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from channelapp.application import App
-from channelapp.consumers import WebsocketConsumer
+from channelapp.consumers import Response, WebsocketConsumer
 from channelapp.routing import path
 
 
@@ -20,3 +21,14 @@ class SlowEcho(WebsocketConsumer):
 
 
 slow_echo = App([path("/ws/slow/", SlowEcho, protocol="websocket")])
+
+
+def _stuck(request: object) -> Response:
+    """A sync view that never returns (a hung database call): it touches ``STUCK_MARK`` first."""
+    with open(os.environ["STUCK_MARK"], "w") as mark:
+        mark.write(str(os.getpid()))
+    time.sleep(3600)
+    return Response.text("never\n")
+
+
+stuck_sync = App([path("/stuck", _stuck, protocol="http")])

@@ -55,7 +55,7 @@ def http_scope(message: dict[str, Any], root_path: str, state: dict[str, Any]) -
         "method": str(message.get("method", "GET")).upper(),
         "scheme": str(message.get("scheme", "http")),
         "path": path,
-        "raw_path": path.encode("utf-8"),
+        "raw_path": _bytes(message.get("raw_path") or path.encode("utf-8")),
         "query_string": _bytes(query),
         "root_path": root_path,
         "headers": [(_bytes(k).lower(), _bytes(v)) for k, v in message.get("headers", [])],
@@ -81,7 +81,9 @@ class AsgiMount:
 
         async def receive() -> dict[str, Any]:
             nonlocal disconnected
-            if not disconnected and not body.complete:
+            # ASGI: after the response, receive() says http.disconnect (the protocol server
+            # stops forwarding a body the app did not read once its response is sent).
+            if not disconnected and not body.complete and not finished:
                 try:
                     chunk, more = await body.next_chunk()
                     return {"type": "http.request", "body": chunk, "more_body": more}

@@ -390,7 +390,13 @@ class RedisChannelLayer(BaseChannelLayer):
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 raise reader.exception()  # type: ignore[misc]
 
-    def _reader_done(self, key: str, _task: asyncio.Task[None]) -> None:
+    def _reader_done(self, key: str, task: asyncio.Task[None]) -> None:
+        # Forgotten once done: every request body has a list of its own, so a worker would
+        # otherwise keep one finished reader per streamed request it ever received.
+        if self._readers.get(key) is task:
+            del self._readers[key]
+        if not task.cancelled():
+            task.exception()  # its receivers raise it; retrieved here if none are left
         self._wake_key(key)
 
     def _wake_key(self, key: str) -> None:

@@ -33,6 +33,8 @@ def scope(request: web.Request, reply_channel: str) -> dict[str, Any]:
         "http_version": f"{request.version.major}.{request.version.minor}",
         "scheme": request.scheme,
         "path": request.path,
+        # Still percent-encoded (``%2F`` is not ``/``), for ASGI's ``raw_path``.
+        "raw_path": request.rel_url.raw_path.encode("utf-8", "surrogateescape"),
         "query_string": request.query_string.encode("latin-1"),
         "root_path": "",
         "headers": [[k.lower(), v] for k, v in request.raw_headers],

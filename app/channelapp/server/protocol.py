@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from aiohttp import WSCloseCode, web
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from channelapp import health, metrics
 from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
@@ -27,6 +28,7 @@ from channelapp.server.messages import (
     check_websocket_reply,
     scope,
 )
+from channelapp.server.outbox import reply_size
 from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession, refusal_reason
 from channelapp.settings import (
     HTTP_REQUEST,
@@ -78,7 +80,7 @@ class ProtocolServer:
                 else f"channel layer unavailable: {self.layer_probe.problem}"
             ),
         )
-        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle, expect_handler=self._expect)
 
     # --- sending to the layer ---------------------------------------------------------------
 
@@ -138,6 +140,15 @@ class ProtocolServer:
         )
         refusal.force_close()  # says Connection: close, and closes it
         return self._answer(refusal)
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: a declared body over ``max_body_size`` is refused before
+        the client uploads it; otherwise aiohttp's own handling (100 Continue)."""
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_size:
+            return self._too_large()
+        await _default_expect_handler(request)
+        return None
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
         pumps: list[asyncio.Task[request_body.BodyOutcome]] = []
@@ -257,11 +268,16 @@ class ProtocolServer:
             stream.headers.add(name, value)
         await stream.prepare(request)
         metrics.HTTP_REQUESTS.labels(str(status)).inc()
-        await stream.write(chunk)
+        # No body on the wire for these: aiohttp would write the app's chunks unframed, and
+        # the client would read them as the start of the next response. They are still taken.
+        bodiless = request.method == "HEAD" or status in (204, 304)
+        if not bodiless:
+            await stream.write(chunk)
         try:
             while more:
                 chunk, more = check_response_body(await self._reply(reply, timeout))
-                await stream.write(chunk)
+                if not bodiless:
+                    await stream.write(chunk)
         except (TimeoutError, BadReply, ShardUnavailable) as exc:
             # Headers are out; all that can be done is to cut the stream short.
             log.error("%s %s: response stream broken: %r", request.method, request.path, exc)
@@ -362,18 +378,24 @@ class ProtocolServer:
     ) -> tuple[dict[str, Any], str]:
         """The application's accept or close. Messages sent to the socket before it (a group
         broadcast reaching a member whose connect is still running) are kept in ``early``,
-        in order, for delivery after the accept; more than ``channel_capacity`` is BadReply."""
+        in order, for delivery after the accept; more than its outbox would hold
+        (``channel_capacity`` messages, ``send_buffer_size`` bytes) is BadReply."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.response_timeout
+        size = 0
         while True:
             message = await self._reply(reply, max(0.0, deadline - loop.time()))
             kind = check_websocket_reply(message)
             if kind != "websocket.send":
                 return message, kind
             early.append(message)
-            if len(early) > self.settings.channel_capacity:
+            size += reply_size(message)
+            if len(early) > self.settings.channel_capacity or (
+                len(early) > 1 and size > self.settings.send_buffer_size
+            ):
                 raise BadReply(
-                    f"{len(early)} messages sent to the socket before its connect was answered"
+                    f"{len(early)} messages ({size} bytes) sent to the socket before its "
+                    "connect was answered"
                 )
 
     async def _close_at_once(self, request: web.Request, code: int, why: str) -> web.StreamResponse:

@@ -269,3 +269,119 @@ async def test_body_stalling_midway_is_408_and_a_disconnect_for_the_app() -> Non
         head = await _raw_upload(served.url, 10 * BODY_CHUNK_SIZE, 2 * BODY_CHUNK_SIZE, close=False)
         assert head.startswith(b"HTTP/1.1 408"), head
         await wait_for_event(gate, "http.disconnect")
+
+
+@pytest.mark.redis
+async def test_streamed_bodies_leave_nothing_behind_in_the_workers_layer(
+    redis_server: RedisServer,
+) -> None:
+    """Every streamed body has a channel (a Redis list) of its own: once read, the layer
+    keeps no reader, stash entry or waiter for it."""
+    gate = Gate()
+    gate.go_on.set()
+    async with (
+        serving(App([mount("/", gate)]), redis_urls=[redis_server.url]) as served,
+        aiohttp.ClientSession() as client,
+    ):
+        for _ in range(20):
+            async with client.post(served.url + "/up", data=b"u" * (2 * BODY_CHUNK_SIZE)) as r:
+                assert await r.text() == "first last"
+        layer: Any = served.layer
+
+        def body_state() -> list[str]:
+            held = [*layer._readers, *layer._stash, *layer._key_waiting, *layer._name_waiters]
+            return [name for name in held if "http.request.body" in name]
+
+        for _ in range(100):
+            if not body_state():
+                break
+            await asyncio.sleep(0.05)
+        assert body_state() == []
+
+
+async def test_receive_after_the_response_is_a_disconnect_even_with_a_body_unread() -> None:
+    """ASGI: receive() after the response says http.disconnect at once (an app that refused
+    an upload early must not wait for a body that no one forwards any more)."""
+    seen: list[tuple[str, float]] = []
+
+    async def refuses_early(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError("no lifespan here")
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b"no"})
+        t0 = asyncio.get_running_loop().time()
+        event = await receive()
+        seen.append((event["type"], asyncio.get_running_loop().time() - t0))
+
+    async with serving(App([mount("/", refuses_early)])) as served:
+        head = await _raw_upload(served.url, 10 * BODY_CHUNK_SIZE, 2 * BODY_CHUNK_SIZE, close=False)
+        assert head.startswith(b"HTTP/1.1 401"), head
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+    assert seen and seen[0][0] == "http.disconnect", seen
+    assert seen[0][1] < 1.0, seen
+
+
+async def test_raw_path_keeps_the_percent_encoding() -> None:
+    scopes: list[Scope] = []
+
+    async def records(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError("no lifespan here")
+        scopes.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(App([mount("/files", records)])) as served:
+        async with aiohttp.ClientSession() as client:
+            url = served.url + "/files/caf%C3%A9/a%2Fb?x=%26y"
+            async with client.get(url) as response:
+                assert response.status == 204
+    (scope,) = scopes
+    assert scope["path"] == "/files/café/a/b"
+    assert scope["raw_path"] == b"/files/caf%C3%A9/a%2Fb"
+    assert scope["root_path"] == "/files"
+    assert scope["query_string"] == b"x=%26y"
+
+
+async def test_head_of_a_streamed_response_sends_no_body_and_keeps_the_connection_usable() -> None:
+    """A streamed response (Django's FileResponse, Starlette's StreamingResponse) to HEAD, or
+    with status 204: the app's chunks never reach the wire, where the client would read them
+    as the start of the next response on the connection."""
+
+    async def streams(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError("no lifespan here")
+        status = 204 if scope["path"] == "/empty" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+
+    async with serving(App([mount("/", streams)])) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        for first in (b"HEAD /file HTTP/1.1", b"GET /empty HTTP/1.1"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(first + b"\r\nHost: a\r\n\r\nGET /file HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.split(b" ")[1] in (b"200", b"204"), head
+            second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            writer.close()
+            assert second.startswith(b"HTTP/1.1 200 "), (first, second)
+
+
+async def test_expect_100_continue_with_a_body_over_the_limit_is_refused_before_the_upload() -> (
+    None
+):
+    """The point of ``Expect: 100-continue``: a declared body over ``max_body_size`` gets its
+    413 at once, not a 100 Continue that has the client upload it for nothing."""
+    async with serving(App([mount("/", Gate())]), max_body_size=1000) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 413 "), status_line

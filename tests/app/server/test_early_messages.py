@@ -42,11 +42,26 @@ class JoinThenRefuse(JoinThenAccept):
         self.close()
 
 
+class JoinBigThenAccept(SyncWebsocketConsumer):
+    def connect(self) -> None:
+        self.group_add("early-big")
+        joined.set()
+        threading.Event().wait(0.4)
+        self.accept()
+
+
+class BigTalker(SyncWebsocketConsumer):
+    def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
+        self.group_send("early-big", text=str(text) * 40_000)
+
+
 APP = App(
     [
         path("/join/", JoinThenAccept, protocol="websocket"),
         path("/refuse/", JoinThenRefuse, protocol="websocket"),
         path("/talk/", Talker, protocol="websocket"),
+        path("/join-big/", JoinBigThenAccept, protocol="websocket"),
+        path("/talk-big/", BigTalker, protocol="websocket"),
     ]
 )
 
@@ -97,4 +112,23 @@ async def test_a_refused_connect_stays_refused_with_early_messages() -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await asyncio.wait_for(refusing, 10)
         assert refused.value.status == 403
+        await talker.close()
+
+
+async def test_early_messages_are_held_no_further_than_the_sockets_send_buffer() -> None:
+    """Before its accept a socket holds what its outbox would (``send_buffer_size`` bytes),
+    not ``channel_capacity`` messages of any size: past that the handshake fails."""
+    joined.clear()
+    async with (
+        serving(APP, send_buffer_size=64 * 1024) as served,
+        aiohttp.ClientSession() as client,
+    ):
+        talker = await client.ws_connect(served.url + "/talk-big/")
+        joining = asyncio.ensure_future(client.ws_connect(served.url + "/join-big/"))
+        await asyncio.to_thread(joined.wait, 10)
+        for n in "123":  # 40 kB each
+            await talker.send_str(n)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await asyncio.wait_for(joining, 10)
+        assert refused.value.status == 500
         await talker.close()
