@@ -5,6 +5,8 @@
 #   app       images/app/Dockerfile      with --build-arg BASE_IMAGE=<base>
 #   operator  images/operator/Dockerfile with --build-arg BASE_IMAGE=<base>
 #   redis     Debian's redis-server (spec.redis.managed.image of the tests)
+#   postgres  Debian's PostgreSQL 15, one cluster, trusting the pod network (test database only)
+#   django    examples/django/Dockerfile (the chatsite example) on the app image
 #
 # Each image is saved as a docker archive $CACHE/images/<name>-<hash>.tar, where the hash
 # covers everything it is built from (script, Dockerfile, sources, base); an archive already
@@ -39,10 +41,11 @@ prune() {
 }
 self_hash="$(cat "$here/build.sh" "$here/containers.conf" | hash_of)"
 
-# debian_image NAME PACKAGES USER CMD: a root file system from Debian packages, imported.
+# debian_image NAME PACKAGES USER CMD [HOOK]: a root file system from Debian packages,
+# imported; HOOK is an mmdebstrap customize hook ("$1" is the root file system).
 debian_image() {
-  local name="$1" packages="$2" user="$3" cmd="$4" tag ref archive
-  tag="$(printf '%s\n' "$self_hash" "$SUITE" "$packages" "$user" "$cmd" | hash_of)"
+  local name="$1" packages="$2" user="$3" cmd="$4" hook="${5:-true}" tag ref archive
+  tag="$(printf '%s\n' "$self_hash" "$SUITE" "$packages" "$user" "$cmd" "$hook" | hash_of)"
   ref="localhost/channelapp/$name:$tag"
   archive="$OUT/$name-$tag.tar"
   if [[ ! -f "$archive" ]]; then
@@ -51,6 +54,7 @@ debian_image() {
     work="$(mktemp -d)"
     mmdebstrap --quiet --variant=apt --include="$packages" \
       --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+      --customize-hook="$hook" \
       "$SUITE" "$work/rootfs.tar"
     podman import --change "WORKDIR /tmp" --change "USER $user" --change "CMD $cmd" "$work/rootfs.tar" "$ref" >/dev/null
     podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
@@ -64,14 +68,15 @@ debian_image() {
   echo "$name $ref $archive"
 }
 
-# dockerfile_image NAME DOCKERFILE BASE_REF: a Dockerfile of images/ on the Debian base.
+# dockerfile_image NAME DOCKERFILE BASE_REF [CONTEXT]: a Dockerfile on a base image, built in
+# CONTEXT (default: the repository root).
 dockerfile_image() {
-  local name="$1" dockerfile="$2" base="$3" tag ref archive
+  local name="$1" dockerfile="$2" base="$3" context="${4:-.}" tag ref archive
   tag="$(
     cd "$root"
-    { echo "$self_hash $base"; git ls-files -s -- "$dockerfile" pyproject.toml README.md app operator .dockerignore
-      git diff HEAD -- "$dockerfile" pyproject.toml README.md app operator .dockerignore
-      git ls-files --others --exclude-standard -- app operator | xargs -r cat; } | hash_of
+    { echo "$self_hash $base $context"; git ls-files -s -- "$dockerfile" pyproject.toml README.md app operator .dockerignore "$context"
+      git diff HEAD -- "$dockerfile" pyproject.toml README.md app operator .dockerignore "$context"
+      git ls-files --others --exclude-standard -- app operator "$context" | xargs -r cat; } | hash_of
   )"
   ref="localhost/channelapp/$name:$tag"
   archive="$OUT/$name-$tag.tar"
@@ -81,7 +86,7 @@ dockerfile_image() {
     # pip reaches the package index only with the host's CA bundle.
     podman build --quiet --pull=never --network=host --build-arg "BASE_IMAGE=$base" \
       -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-      -f "$root/$dockerfile" -t "$ref" "$root" >/dev/null
+      -f "$root/$dockerfile" -t "$ref" "$root/$context" >/dev/null
     podman save --quiet --format docker-archive -o "$archive.tmp" "$ref"
     mv "$archive.tmp" "$archive"
     prune "$name" "$tag"
@@ -94,5 +99,12 @@ read -r _ base_ref _ < <(debian_image base "$BASE_PACKAGES" root '["/bin/sh"]')
 echo "base $base_ref $OUT/base-${base_ref##*:}.tar"
 # The Redis image runs as the operator's runAsUser 999, in a directory it owns.
 debian_image redis "$REDIS_PACKAGES" 999 '["redis-server"]'
-dockerfile_image app images/app/Dockerfile "$base_ref"
+read -r _ app_ref _ < <(dockerfile_image app images/app/Dockerfile "$base_ref")
+echo "app $app_ref $OUT/app-${app_ref##*:}.tar"
 dockerfile_image operator images/operator/Dockerfile "$base_ref"
+# The test database of the Django example: listens on the pod's address and trusts it (pods
+# reach nothing beyond this machine); runs as Debian's postgres user.
+debian_image postgres postgresql-15 postgres \
+  '["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main", "-c", "config_file=/etc/postgresql/15/main/postgresql.conf", "-c", "listen_addresses=*", "-c", "unix_socket_directories=/tmp", "-c", "external_pid_file=/tmp/postgres.pid"]' \
+  'echo "host all all 0.0.0.0/0 trust" >> "$1"/etc/postgresql/15/main/pg_hba.conf'
+dockerfile_image django examples/django/Dockerfile "$app_ref" examples/django

@@ -11,6 +11,7 @@ from tests.support.realnode_fixtures import chat_app, real_cluster, real_operato
 ORDER = (
     "test_real_operator",
     "test_real_chat",
+    "test_real_django",
     "test_real_autoscaling",
     "test_real_failures",
     "test_real_restricted",

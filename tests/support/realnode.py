@@ -365,6 +365,12 @@ class RealNode:
                 "a previous real node left state behind: python -m tests.support.realnode down; "
                 + "; ".join(leftovers())
             )
+        taken = pod_network_taken()
+        if taken:
+            raise NodeError(
+                f"{POD_CIDR} is already routed to {taken} (podman's default network, made by "
+                f"`podman run`, uses it too): pods would be unreachable; ip link delete {taken}"
+            )
         t0 = time.monotonic()
         self.images = images
         try:
@@ -607,6 +613,15 @@ def _chains() -> list[str]:
 
 def _cgroups() -> list[str]:
     return sorted(str(p) for p in CGROUP_ROOT.glob("*/kubepods*"))
+
+
+def pod_network_taken() -> str | None:
+    """Another interface that holds a route for the pod network (not the node's bridge)."""
+    routes = json.loads(_run("ip", "-j", "route", "show", POD_CIDR).stdout or "[]")
+    for route in routes:
+        if route.get("dev") != BRIDGE:
+            return str(route.get("dev"))
+    return None
 
 
 def leftovers() -> list[str]:
