@@ -4,7 +4,8 @@ bench.websocket: ``inprocess``, the consumer echoes in the daphne process (no ch
 layer); ``via_redis``, each frame makes a round trip through channels_redis before it is
 echoed. bench.fanout: ``fanout``. The Redis URL comes from ``BENCH_REDIS_URL``.
 
-bench.sync_http: ``django_views``, Django's ASGI handler and a plain ``def`` view; and
+bench.sync_http: ``django_views``, Django's ASGI handler and a plain ``def`` view (the
+``work_view`` of bench/django_sync_urls.py, which channelapp's workers serve too); and
 ``sync_consumer``, a Channels 4 ``SyncConsumer`` answering HTTP. Both block for
 ``BENCH_WORK_MS`` milliseconds (time.sleep) per request on ``/work``.
 """
@@ -56,8 +57,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
 from django.core.asgi import get_asgi_application
-from django.http import HttpRequest, HttpResponse
 from django.urls import path
+
+from bench.django_sync_urls import work_view
 
 
 class InProcessEcho(AsyncWebsocketConsumer):
@@ -103,14 +105,7 @@ fanout = URLRouter([path("ws/chat/<str:room>/", FanoutChat.as_asgi())])
 WORK_SECONDS = float(os.environ.get("BENCH_WORK_MS", "10")) / 1000
 
 
-def work_view(request: HttpRequest) -> HttpResponse:
-    """A plain sync view: Django's ASGI handler runs it with sync_to_async(thread_sensitive)
-    inside a per-request ThreadSensitiveContext."""
-    time.sleep(WORK_SECONDS)
-    return HttpResponse(b"ok", content_type="text/plain")
-
-
-urlpatterns = [path("work", work_view)]
+urlpatterns = [path("work", work_view)]  # the view bench.django_sync_settings serves too
 django_views = get_asgi_application()
 
 

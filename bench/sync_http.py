@@ -8,6 +8,9 @@ every answer must be ``200 ok`` (the others are counted as failures).
 - channelapp: protocol server process -> Redis -> worker process(es), a plain ``def``
   consumer in the worker's thread pool (its size is the worker's concurrency), 1 and 2
   worker processes (bench/sync_apps.py);
+- channelapp + Django: the daphne + Django row's ``def`` view (bench/django_sync_urls.py),
+  served by Django's ASGI handler mounted on 1 channelapp worker process
+  (``django:bench.django_sync_settings``, the worker's concurrency as above);
 - daphne + Django's ASGI handler and a plain ``def`` view;
 - daphne + a Channels 4 ``SyncConsumer`` answering ``http.request`` (handlers run
   thread_sensitive, i.e. on one shared thread) (both in bench/daphne_apps.py).
@@ -43,6 +46,7 @@ DJANGO = "daphne + Django, sync def view"
 CHANNELS = "daphne + Channels 4, SyncConsumer"
 SHORT = {DJANGO: "Django sync views", CHANNELS: "Channels SyncConsumer"}
 SYNC = "channelapp, def"
+ON_WORKERS = "channelapp + Django sync def view (ASGI on workers)"
 
 
 @dataclass
@@ -116,22 +120,29 @@ def expect_concurrency(worker: AppProcess, concurrency: int) -> None:
 
 
 def channelapp_runs(
-    app: str, label: str, env: dict[str, str], logs: Path, opts: argparse.Namespace
+    app: str,
+    label: str,
+    env: dict[str, str],
+    logs: Path,
+    opts: argparse.Namespace,
+    counts: tuple[int, ...] = (1, 2),
 ) -> list[Run]:
-    """``app`` behind one protocol server, with 1 and then 2 worker processes."""
+    """``app`` behind one protocol server, with each of ``counts`` worker processes in turn
+    (1 and then 2 by default; a single count keeps ``label`` as the row's name)."""
     runs: list[Run] = []
     workers: list[AppProcess] = []
     with contextlib.ExitStack() as stack:
         proto = AppProcess("protocol", app, env, logs)
         stack.callback(proto.stop)
         proto.start()
-        for n in (1, 2):
-            worker = AppProcess("worker", app, env, logs)
-            stack.callback(worker.stop)
-            worker.start()
-            expect_concurrency(worker, opts.worker_concurrency)
-            workers.append(worker)
-            name = f"{label}, {n} worker{'s' if n > 1 else ''}"
+        for n in counts:
+            while len(workers) < n:
+                worker = AppProcess("worker", app, env, logs)
+                stack.callback(worker.stop)
+                worker.start()
+                expect_concurrency(worker, opts.worker_concurrency)
+                workers.append(worker)
+            name = label if len(counts) == 1 else f"{label}, {n} worker{'s' if n > 1 else ''}"
             run = asyncio.run(drive(name, f"{proto.url}/work", opts.requests, opts.concurrency))
             for w in workers if not run.ok else []:
                 tail = w.log().strip().splitlines()[-3:]
@@ -152,6 +163,13 @@ def daphne_run(label: str, app: str, redis_url: str, opts: argparse.Namespace) -
 def ratio(slow: float, fast: float) -> str:
     value = slow / fast if fast > 0 else math.nan
     return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
+def compared(theirs: float, ours: float, better: str, worse: str) -> str:
+    """'2.10x faster' when ours is the smaller time, '1.35x slower' when it is not."""
+    if ours <= theirs:
+        return f"{ratio(theirs, ours)} {better}"
+    return f"{ratio(ours, theirs)} {worse}"
 
 
 def main() -> None:
@@ -190,6 +208,9 @@ def main() -> None:
             runs += channelapp_runs(
                 "bench.sync_apps:async_app", "channelapp, async def", env, logs, opts
             )
+        runs += channelapp_runs(
+            "django:bench.django_sync_settings", ON_WORKERS, env, logs, opts, counts=(1,)
+        )
         runs.append(daphne_run(DJANGO, "django_views", server.url, opts))
         runs.append(daphne_run(CHANNELS, "sync_consumer", server.url, opts))
     finally:
@@ -197,6 +218,7 @@ def main() -> None:
         shutil.rmtree(logs, ignore_errors=True)
 
     ours = [r for r in runs if r.label.startswith("channelapp")]
+    # The reference: channelapp, def, 1 worker (the first channelapp row that answered).
     ref = next((r for r in ours if r.ok), ours[0])
     rows = [
         [
@@ -222,12 +244,23 @@ def main() -> None:
     parts = [f"{r.label}: {len(r.failures)} failures" for r in ours if not r.ok]
     for r in summed:
         against = [
-            f"{ratio(b.wall, r.wall)} faster wall time than {SHORT[b.label]} (p99 "
-            f"{ratio(b.p99, r.p99)} lower{'' if b.ok else ', it had failures'})"
+            f"{compared(b.wall, r.wall, 'faster', 'slower')} wall time than {SHORT[b.label]} "
+            f"(p99 {compared(b.p99, r.p99, 'lower', 'higher')}"
+            f"{'' if b.ok else ', it had failures'})"
             for b in runs
             if b.label in SHORT
         ]
         parts.append(f"{r.label} " + ", ".join(against))
+    # The same Django view on channelapp's workers against daphne + Django.
+    mounted = next((r for r in runs if r.label == ON_WORKERS and r.ok), None)
+    django = next((r for r in runs if r.label == DJANGO), None)
+    if mounted and django:
+        parts.append(
+            f"{mounted.label} {compared(django.wall, mounted.wall, 'faster', 'slower')} wall "
+            f"time than {SHORT[DJANGO]} on daphne "
+            f"(p99 {compared(django.p99, mounted.p99, 'lower', 'higher')}"
+            f"{'' if django.ok else ', it had failures'})"
+        )
     print("\nSummary: " + "; ".join(parts) + ".")
 
 
