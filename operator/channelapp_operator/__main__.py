@@ -66,12 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="/healthz fails when an app's loop has not beaten for this many seconds",
     )
+    p.add_argument(
+        "--permission-check-interval",
+        type=float,
+        default=60.0,
+        help="seconds between checks that the operator still holds its permissions "
+        "(/readyz fails while one is missing; a refused call checks again at once)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
 async def run(args: argparse.Namespace) -> None:
     from channelapp_operator import handlers
+    from channelapp_operator import permissions as perms
     from channelapp_operator.kube import Kube, load_config
     from channelapp_operator.peering import PeeringCheck
     from channelapp_operator.scope import SCOPE
@@ -98,9 +106,16 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     peering = None if args.standalone else PeeringCheck(Kube(), args.peering, args.namespace)
     checker = None if peering is None else asyncio.create_task(peering.run())
+    perms.RECHECK = max(1.0, args.permission_check_interval)
+    permissions = perms.PermissionCheck(
+        Kube().access_review,
+        perms.needs_for(args.namespace, None if args.standalone else args.peering),
+        lambda: Kube.forbidden,
+    )
+    permission_checker = asyncio.create_task(permissions.run())
 
     def is_ready() -> bool:
-        return ready.is_set() and (peering is None or peering.ok())
+        return ready.is_set() and (peering is None or peering.ok()) and permissions.ok()
 
     side = None
     if args.metrics_port:
@@ -121,6 +136,7 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         if checker is not None:
             checker.cancel()
+        permission_checker.cancel()
         if side is not None:
             await side.cleanup()
 

@@ -12,6 +12,7 @@ from typing import Any
 from channelapp.layer.keyspace import app_prefix
 
 from channelapp_operator import names as n
+from channelapp_operator.redis_urls import has_password, redact_url
 
 Manifest = dict[str, Any]
 Spec = dict[str, Any]
@@ -37,6 +38,14 @@ def _meta(app: str, namespace: str, uid: str, name: str, component: str) -> dict
     }
 
 
+class SpecRefused(ValueError):
+    """The spec asks for something the operator will not build; ``str()`` says what."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 def shard_urls(app: str, namespace: str, spec: Spec) -> list[str]:
     """Redis URLs the app and the operator use, one per shard, in shard order."""
     redis = spec.get("redis") or {}
@@ -58,9 +67,31 @@ def password_ref(app: str, spec: Spec) -> dict[str, str] | None:
     return {"name": n.secret_name(app), "key": n.SECRET_PASSWORD_KEY}
 
 
+def env_urls(app: str, namespace: str, spec: Spec) -> list[str]:
+    """The shard URLs for a pod's env; a URL carrying a password is refused, since the
+    author (and anyone who may read the Deployment) would read it in clear."""
+    urls = shard_urls(app, namespace, spec)
+    with_password = [redact_url(u) for u in urls if has_password(u)]
+    if with_password:
+        raise SpecRefused(
+            "PasswordInURL",
+            f"redis.external.urls carry a password ({', '.join(with_password)}): "
+            "put it in a Secret and name it in redis.external.passwordSecretRef",
+        )
+    return urls
+
+
+def pod_identity(spec: Spec) -> dict[str, Any]:
+    """No ServiceAccount token in app pods unless the spec names the ServiceAccount to use."""
+    account = spec.get("serviceAccountName")
+    if account:
+        return {"serviceAccountName": str(account), "automountServiceAccountToken": True}
+    return {"automountServiceAccountToken": False}
+
+
 def app_env(app: str, namespace: str, spec: Spec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "CHANNELAPP_REDIS_URLS", "value": ",".join(shard_urls(app, namespace, spec))},
+        {"name": "CHANNELAPP_REDIS_URLS", "value": ",".join(env_urls(app, namespace, spec))},
         # Apps sharing one Redis keep apart; the operator reads depth under the same prefix.
         {"name": "CHANNELAPP_KEY_PREFIX", "value": app_prefix(namespace, app)},
         {
@@ -139,6 +170,7 @@ def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manif
             "template": {
                 "metadata": {"labels": n.labels(app, n.PROTOCOL)},
                 "spec": {
+                    **pod_identity(spec),
                     "securityContext": pod_security_context(),
                     "containers": [container],
                     "terminationGracePeriodSeconds": 30,
@@ -194,6 +226,7 @@ def worker_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
             "template": {
                 "metadata": {"labels": n.labels(app, n.WORKER)},
                 "spec": {
+                    **pod_identity(spec),
                     "securityContext": pod_security_context(),
                     "containers": [container],
                     "terminationGracePeriodSeconds": grace,
@@ -274,7 +307,11 @@ def redis_statefulset(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
             "selector": {"matchLabels": n.selector(app, n.REDIS)},
             "template": {
                 "metadata": {"labels": n.labels(app, n.REDIS)},
-                "spec": {"securityContext": pod_security_context(), "containers": [container]},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                },
             },
         },
     }

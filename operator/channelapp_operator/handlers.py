@@ -19,6 +19,8 @@ from channelapp_operator.conditions import set_condition
 from channelapp_operator.drift import drifted
 from channelapp_operator.event_limiter import EventLimiter
 from channelapp_operator.kube import Kube
+from channelapp_operator.ownership import CHILD_EXISTS, ChildExists, controlled_by, refusal
+from channelapp_operator.redis_urls import redact_text
 from channelapp_operator.scope import PEERING_LABEL, SCOPE
 from channelapp_operator.supervisor import AppSupervisor
 
@@ -66,49 +68,68 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def _ensure_secret(name: str, namespace: str, uid: str) -> bool:
+    """Create the app's Secret once; an existing one must be the app's (else ChildExists)."""
     manifest = builders.secret(
         name, namespace, uid, secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     )
-    return kube().create(manifest)
+    return kube().create_owned(manifest, uid)
 
 
-def _remove_stale(name: str, namespace: str, spec: dict[str, Any]) -> list[str]:
+def _remove_stale(name: str, namespace: str, uid: str, spec: dict[str, Any]) -> list[str]:
+    """Delete children the spec no longer wants, only where this app (``uid``) controls them."""
     removed = []
     for kind, component in builders.stale_children(spec):
         child = n.redis_name(name) if component == n.REDIS else name
-        if kube().delete(kind, namespace, child):
+        if kube().delete_owned(kind, namespace, child, uid):
             removed.append(f"{kind}/{child}")
     return removed
 
 
 def _apply_child(
-    manifest: dict[str, Any], spec: dict[str, Any], worker: str, worker_exists: bool
+    manifest: dict[str, Any], spec: dict[str, Any], uid: str, worker: str, worker_exists: bool
 ) -> None:
     if manifest["kind"] == "Deployment" and manifest["metadata"]["name"] == worker:
         if not worker_exists:
             # Created at minReplicas; from then on spec.replicas belongs to the autoscaler.
             initial = int((spec.get("workers") or {}).get("minReplicas", 1))
             manifest["spec"]["replicas"] = initial
-            kube().apply(manifest)
+            kube().apply_owned(manifest, uid)
             kube().scale_workers(manifest["metadata"]["namespace"], worker, initial)
             return
-    kube().apply(manifest)
+    kube().apply_owned(manifest, uid)
+
+
+def _check_absent_or_owned(namespace: str, uid: str, manifests: list[dict[str, Any]]) -> None:
+    """Refuse before changing anything when any child belongs to someone else."""
+    for manifest in manifests:
+        live = kube().lookup(manifest["kind"], namespace, manifest["metadata"]["name"])
+        if live is not None and not controlled_by(live, uid):
+            raise refusal(manifest["kind"], live)
 
 
 def reconcile_children(name: str, namespace: str, uid: str, spec: dict[str, Any]) -> list[str]:
-    """Apply every child; returns what was created or changed, for the Event."""
+    """Apply every child; returns what was created or changed, for the Event.
+
+    Raises ChildExists, and changes nothing, when a child's name is taken by an
+    object this app does not control; SpecRefused when the spec cannot be built.
+    """
+    manifests = builders.children(name, namespace, uid, spec)
+    secret = builders.secret(name, namespace, uid, "", "")
+    _check_absent_or_owned(namespace, uid, [secret, *manifests])
     created_secret = _ensure_secret(name, namespace, uid)
     worker = n.worker_name(name)
     worker_exists = kube().get("Deployment", namespace, worker) is not None
     applied = []
-    for manifest in builders.children(name, namespace, uid, spec):
+    for manifest in manifests:
         child = f"{manifest['kind']}/{manifest['metadata']['name']}"
         try:
-            _apply_child(manifest, spec, worker, worker_exists)
+            _apply_child(manifest, spec, uid, worker, worker_exists)
+        except ChildExists:
+            raise
         except Exception as exc:
             raise ChildApplyError(f"applying {child}", exc) from exc
         applied.append(child)
-    applied += [f"deleted {r}" for r in _remove_stale(name, namespace, spec)]
+    applied += [f"deleted {r}" for r in _remove_stale(name, namespace, uid, spec)]
     if created_secret:
         applied.insert(0, f"Secret/{n.secret_name(name)}")
     return applied
@@ -138,14 +159,25 @@ async def reconcile(
         applied = await asyncio.to_thread(reconcile_children, name, namespace, uid, dict(spec))
     except Exception as exc:
         metrics.RECONCILES.labels("error").inc()
-        message = str(exc) if isinstance(exc, ChildApplyError) else describe(exc)
-        await _report_apply_failure(body, namespace, name, meta, status, message)
+        if isinstance(exc, ChildExists):
+            why = CHILD_EXISTS
+        elif isinstance(exc, builders.SpecRefused):
+            why = exc.reason
+        else:
+            why = apply_failures.APPLY_FAILED
+        if isinstance(exc, ChildApplyError | ChildExists | builders.SpecRefused):
+            message = str(exc)
+        else:
+            message = describe(exc)
+        message = redact_text(message)
+        await _report_apply_failure(body, namespace, name, meta, status, message, why)
         # Retries back off (5 s doubling to 30 s); a fixed spec is applied by the next one.
         delay = min(30.0, 5.0 * 2 ** min(int(retry), 3))
         raise kopf.TemporaryError(message, delay=delay) from None
-    if apply_failures.get(namespace, name) is not None:
+    previous = apply_failures.failure(namespace, name)
+    if previous is not None:
         apply_failures.clear(namespace, name)
-        EVENTS.forget((namespace, name, "ApplyFailed"))  # a new failure is news again
+        EVENTS.forget((namespace, name, previous[0]))  # a new failure is news again
         conditions = set_condition(
             list(status.get("conditions") or []),
             "Degraded",
@@ -177,24 +209,26 @@ async def _report_apply_failure(
     meta: kopf.Meta,
     status: kopf.Status,
     message: str,
+    reason: str = apply_failures.APPLY_FAILED,
 ) -> None:
-    """Degraded=True ApplyFailed with one line, logged, and an Event unless just posted."""
-    apply_failures.record(namespace, name, message)
+    """Degraded=True and Ready=False with the reason and one line, logged, and a Warning
+    Event unless just posted."""
+    apply_failures.record(namespace, name, message, reason)
     log.warning("%s/%s: %s", namespace, name, message)
+    generation = meta.get("generation")
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(conditions, "Degraded", True, reason, message, generation)
+    conditions = set_condition(conditions, "Ready", False, reason, message, generation)
     conditions = set_condition(
-        list(status.get("conditions") or []),
-        "Degraded",
-        True,
-        "ApplyFailed",
-        message,
-        meta.get("generation"),
-    )
+        conditions, "Progressing", False, reason, f"the spec is not applied: {message}",
+        generation,
+    )  # fmt: skip
     try:
         await asyncio.to_thread(kube().patch_status, namespace, name, {"conditions": conditions})
     except Exception as exc:
         log.warning("%s/%s: status not written: %s", namespace, name, describe(exc))
-    if EVENTS.allow((namespace, name, "ApplyFailed"), message):
-        kopf.event(body, type="Warning", reason="ApplyFailed", message=message)
+    if EVENTS.allow((namespace, name, reason), message):
+        kopf.event(body, type="Warning", reason=reason, message=message)
 
 
 # --- children indexes -----------------------------------------------------------------------
@@ -294,7 +328,11 @@ _DRIFT_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
 
 
 def _desired_child(entry: AppEntry, namespace: str, app: str, kind: str, child: str) -> Any:
-    for manifest in builders.children(app, namespace, entry.uid, entry.spec):
+    try:
+        manifests = builders.children(app, namespace, entry.uid, entry.spec)
+    except builders.SpecRefused:
+        return None  # the reconcile handler says why
+    for manifest in manifests:
         if manifest["kind"] == kind and manifest["metadata"]["name"] == child:
             return manifest
     return None
@@ -317,10 +355,10 @@ def _restore(namespace: str, app: str, entry: AppEntry, kind: str, child: str) -
     return True
 
 
-def _reapply(manifest: dict[str, Any], live: dict[str, Any]) -> bool:
+def _reapply(manifest: dict[str, Any], live: dict[str, Any], uid: str) -> bool:
     """Apply the built manifest over a changed child; True when the server changed it back."""
     before = (live.get("metadata") or {}).get("resourceVersion")
-    after = (kube().apply(manifest).get("metadata") or {}).get("resourceVersion")
+    after = (kube().apply_owned(manifest, uid).get("metadata") or {}).get("resourceVersion")
     return before != after
 
 
@@ -340,9 +378,8 @@ async def correct_drift(
         return
     if not entry.applied:
         return  # a new spec is being applied: children differ from it by design
-    owners = {o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []}
-    if entry.uid not in owners:
-        return
+    if not controlled_by(body, entry.uid):
+        return  # only children this app controls are put back
     lock = _DRIFT_LOCKS.setdefault((namespace, app), asyncio.Lock())
     async with lock:
         manifest = _desired_child(entry, namespace, app, kind, child)
@@ -353,7 +390,7 @@ async def correct_drift(
                 done = await asyncio.to_thread(_restore, namespace, app, entry, kind, child)
                 what = "deleted outside the operator: re-created"
             elif drifted(manifest, dict(body)):
-                done = await asyncio.to_thread(_reapply, manifest, dict(body))
+                done = await asyncio.to_thread(_reapply, manifest, dict(body), entry.uid)
                 what = "changed outside the operator: the app's spec re-applied"
             else:
                 return

@@ -16,6 +16,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from channelapp_operator import names as n
+from channelapp_operator.ownership import controlled_by, refusal
 
 # kind -> (API path prefix, plural)
 _KINDS: dict[str, tuple[str, str]] = {
@@ -29,6 +30,16 @@ _KINDS: dict[str, tuple[str, str]] = {
 
 class SecretMissing(LookupError):
     """A password Secret, or its key, does not exist (not an authentication failure)."""
+
+
+class SecretRefused(LookupError):
+    """A Secret exists but the operator will not send its value to a Redis server."""
+
+
+# Secret types whose values may be a Redis password. Others hold credentials for
+# something else (a ServiceAccount's token, a registry login, TLS keys): sending
+# them to a server named in a spec would hand them to whoever runs that server.
+PASSWORD_SECRET_TYPES = frozenset({"", "Opaque", "kubernetes.io/basic-auth"})
 
 
 def load_config() -> None:
@@ -46,6 +57,9 @@ def _path(kind: str, namespace: str, name: str | None = None) -> str:
 
 
 class Kube:
+    # Calls refused with 403 by any instance: the permission check looks again soon.
+    forbidden = 0
+
     def __init__(self, api: ApiClient | None = None) -> None:
         self.api = api or ApiClient()
 
@@ -73,20 +87,107 @@ class Kube:
         )
         response = self.api.call_api(*params)
         response.read()
+        if response.status == 403:
+            Kube.forbidden += 1
         if response.status >= 400:
             raise ApiException(status=response.status, reason=response.reason, body=response.data)
         return json.loads(response.data) if response.data else None
 
-    def apply(self, manifest: dict[str, Any], *, manager: str = n.MANAGER) -> dict[str, Any]:
-        """Server-side apply; the operator's manager wins conflicts on the fields it lists."""
+    def apply(
+        self, manifest: dict[str, Any], *, manager: str = n.MANAGER, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply; with ``force`` the manager wins conflicts on the fields it lists.
+
+        Only for objects the operator controls (see :meth:`apply_owned`).
+        """
         meta = manifest["metadata"]
         return self._call(
             "PATCH",
             _path(manifest["kind"], meta["namespace"], meta["name"]),
             manifest,
-            query=[("fieldManager", manager), ("force", "true")],
+            query=[("fieldManager", manager), ("force", "true" if force else "false")],
             content_type="application/apply-patch+yaml",
         )
+
+    def apply_owned(self, manifest: dict[str, Any], uid: str) -> dict[str, Any]:
+        """Apply a child only while it is absent or controlled by ``uid``.
+
+        An absent child is created by an apply without ``force``: should another
+        writer create it in the meantime, conflicting fields fail the apply and the
+        object is checked again. An existing child is applied with its own UID in
+        the manifest: were it deleted and re-created by someone else since the check,
+        the API server refuses the changed UID. Anything else raises ChildExists.
+        """
+        kind = manifest["kind"]
+        meta = manifest["metadata"]
+        live = self.lookup(kind, meta["namespace"], meta["name"])
+        if live is None:
+            try:
+                return self.apply(manifest, force=False)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            live = self.lookup(kind, meta["namespace"], meta["name"])
+            if live is None:
+                raise ApiException(status=409, reason=f"{kind}/{meta['name']} changed; retrying")
+        if not controlled_by(live, uid):
+            raise refusal(kind, live)
+        pinned = {**manifest, "metadata": {**meta, "uid": live["metadata"]["uid"]}}
+        return self.apply(pinned)
+
+    def create_owned(self, manifest: dict[str, Any], uid: str) -> bool:
+        """Create unless it exists; True when created. An existing object must be
+        controlled by ``uid`` (else ChildExists)."""
+        if self.create(manifest):
+            return True
+        meta = manifest["metadata"]
+        live = self.lookup(manifest["kind"], meta["namespace"], meta["name"])
+        if live is None:
+            return self.create(manifest)
+        if not controlled_by(live, uid):
+            raise refusal(manifest["kind"], live)
+        return False
+
+    def delete_owned(self, kind: str, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object only if ``uid`` controls it; True when deleted.
+
+        The delete carries the checked object's UID and resourceVersion as
+        preconditions, so an object replaced or re-owned since the check stays.
+        """
+        live = self.lookup(kind, namespace, name)
+        if live is None or not controlled_by(live, uid):
+            return False
+        meta = live["metadata"]
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
+            "propagationPolicy": "Background",
+        }
+        try:
+            self._call("DELETE", _path(kind, namespace, name), options)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None; read through a list by name where the operator may list
+        the kind (its role grants list and watch, not get, on Services and StatefulSets)."""
+        if kind == "Secret":
+            return self.get(kind, namespace, name)
+        found = self._call(
+            "GET", _path(kind, namespace), query=[("fieldSelector", f"metadata.name={name}")]
+        )
+        items = list((found or {}).get("items") or [])
+        if not items:
+            return None
+        obj: dict[str, Any] = items[0]
+        api = _KINDS[kind][0].removeprefix("/apis/").removeprefix("/api/")
+        obj.setdefault("kind", kind)
+        obj.setdefault("apiVersion", api)
+        return obj
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -134,11 +235,26 @@ class Kube:
         )
         return list((found or {}).get("items") or [])
 
-    def secret_value(self, namespace: str, name: str, key: str) -> str:
-        """A Secret's value; :class:`SecretMissing` says whether the Secret or its key is absent."""
+    def secret_value(
+        self, namespace: str, name: str, key: str, *, owner_uid: str | None = None
+    ) -> str:
+        """A Redis password from a Secret.
+
+        :class:`SecretMissing` says whether the Secret or its key is absent;
+        :class:`SecretRefused` that the Secret is of a type that holds another kind
+        of credential, or (with ``owner_uid``) is not controlled by that owner.
+        """
         secret = self.get("Secret", namespace, name)
         if secret is None:
             raise SecretMissing(f"secret {namespace}/{name} not found")
+        kind = str(secret.get("type") or "")
+        if kind not in PASSWORD_SECRET_TYPES:
+            raise SecretRefused(
+                f"secret {namespace}/{name} is of type {kind}, not a password Secret "
+                f"(Opaque or kubernetes.io/basic-auth): its value is not sent to Redis"
+            )
+        if owner_uid is not None and not controlled_by(secret, owner_uid):
+            raise SecretRefused(f"{refusal('Secret', secret)}")
         raw = (secret.get("data") or {}).get(key)
         if raw is None:
             raise SecretMissing(f"secret {namespace}/{name} has no key {key!r}")
@@ -155,6 +271,13 @@ class Kube:
             },
             manager=n.SCALER_MANAGER,
         )
+
+    def access_review(self, review: dict[str, Any]) -> dict[str, Any]:
+        """Create a SelfSubjectAccessReview; the answer has ``status.allowed``."""
+        answer: dict[str, Any] = self._call(
+            "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review
+        )
+        return answer
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._call(

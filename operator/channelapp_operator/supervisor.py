@@ -22,7 +22,6 @@ from channelapp.autoscale.policy import ScalingPolicy, ScalingState, decide
 from channelapp.autoscale.signals import Load, LoadTracker, Sample
 from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
-from channelapp.layer.shard import redact
 from channelapp.settings import PROTOCOL_CHANNELS
 
 from channelapp_operator import apply_failures, builders, metrics
@@ -30,12 +29,22 @@ from channelapp_operator import names as n
 from channelapp_operator.admission import StatefulSetRefusals
 from channelapp_operator.children_status import Workload
 from channelapp_operator.conditions import now_iso, set_condition
-from channelapp_operator.kube import Kube, SecretMissing
+from channelapp_operator.dial_manners import DialManners
+from channelapp_operator.kube import Kube, SecretMissing, SecretRefused
+from channelapp_operator.redis_urls import (
+    classify,
+    describe_failure,
+    redact_text,
+    redact_url,
+    shard_index,
+)
 
 log = logging.getLogger("channelapp.operator")
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
 PASSWORD_TTL = 30.0  # seconds a shard password read from its Secret is reused
+# A Secret not found (or refused) is looked up again on the next tick: a new app's
+# Secret is being created, and must not read as missing for a whole PASSWORD_TTL.
 LOAD_STATUS_EVERY = 10.0  # seconds between status refreshes of the load figures alone
 # Status fields that change on every tick while messages wait: a change of those alone
 # is written at most this often (anything else, and depth reaching or leaving 0, at once).
@@ -64,6 +73,17 @@ def counted_channels(spec: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys([*PROTOCOL_CHANNELS, *extra]))
 
 
+def progressing(apply_failure: tuple[str, str] | None, pending: list[str]) -> tuple[bool, str, str]:
+    """Progressing as (status, reason, message): RolloutComplete only when the latest spec
+    was applied and every child runs it, never next to a failed apply."""
+    if apply_failure is not None:
+        reason, message = apply_failure
+        return (False, reason, f"the spec is not applied: {message}"[:1000])
+    if pending:
+        return (True, "RollingOut", f"rolling out {', '.join(pending)}")
+    return (False, "RolloutComplete", "every child runs the latest spec")
+
+
 @dataclass
 class DepthReading:
     depth: int = 0
@@ -72,6 +92,10 @@ class DepthReading:
     error: str | None = None
     sent: int = 0
     workers: dict[str, Any] = field(default_factory=dict)
+    # Shards dialled without success (None: the read failed as a whole, every shard).
+    failed_urls: list[str] | None = None
+    reason: str = "ShardUnreachable"  # the Degraded reason when the read failed
+    pending: bool = False  # not a fault: the app's own Secret is still being created
 
     @property
     def ok(self) -> bool:
@@ -98,19 +122,21 @@ class AppSupervisor:
     _load_status_at: float = float("-inf")
     _load_status_scale: tuple[str, str] | None = None
     # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
-    _passwords: dict[tuple[str, str], tuple[str | SecretMissing, float]] = field(
-        default_factory=dict
-    )
+    _passwords: dict[tuple[str, str, str | None], tuple[str, float]] = field(default_factory=dict)
+    _manners: DialManners | None = None
+    _held: DepthReading | None = None  # the last failed reading, shown while backing off
     _status_written_at: float = float("-inf")
     _sts_refusals: StatefulSetRefusals | None = None
     _unreachable_posted: str | None = None
 
     # --- queue depth ------------------------------------------------------------------------
 
-    async def _layer_for(self, spec: Mapping[str, Any]) -> RedisChannelLayer:
+    async def _layer_for(self, spec: Mapping[str, Any], uid: str | None) -> RedisChannelLayer:
         urls = tuple(builders.shard_urls(self.name, self.namespace, dict(spec)))
         ref = builders.password_ref(self.name, dict(spec))
-        password = None if ref is None else await self._password(ref["name"], ref["key"])
+        # The managed Secret must be the app's own: a foreign one of that name is not used.
+        owner = uid if "managed" in (spec.get("redis") or {}) else None
+        password = None if ref is None else await self._password(ref["name"], ref["key"], owner)
         key = (urls, password)
         if self._layer is None or self._layer_key != key:
             if self._layer is not None:
@@ -123,40 +149,84 @@ class AppSupervisor:
             self._layer_key = key
         return self._layer
 
-    async def _password(self, secret: str, key: str) -> str:
-        cached = self._passwords.get((secret, key))
+    async def _password(self, secret: str, key: str, owner: str | None) -> str:
+        """The password, re-read every PASSWORD_TTL; a miss or refusal is never cached."""
+        cached = self._passwords.get((secret, key, owner))
         now = self.clock()
         if cached is None or now - cached[1] >= PASSWORD_TTL:
-            try:
-                value: str | SecretMissing = await asyncio.to_thread(
-                    self.kube.secret_value, self.namespace, secret, key
-                )
-            except SecretMissing as exc:
-                value = exc
+            self._passwords.pop((secret, key, owner), None)
+            value = await asyncio.to_thread(
+                self.kube.secret_value, self.namespace, secret, key, owner_uid=owner
+            )
             cached = (value, now)
-            self._passwords[(secret, key)] = cached
-        if isinstance(cached[0], SecretMissing):
-            raise cached[0]
+            self._passwords[(secret, key, owner)] = cached
         return cached[0]
 
-    async def read_depth(self, spec: Mapping[str, Any]) -> DepthReading:
+    async def read_depth(self, spec: Mapping[str, Any], uid: str | None = None) -> DepthReading:
+        """One reading of every shard, unless a shard is backing off or the app's budget of
+        connection attempts is spent: then the last failed reading stands."""
+        urls = builders.shard_urls(self.name, self.namespace, dict(spec))
+        if self._manners is None:
+            self._manners = DialManners(clock=self.clock)
+        self._manners.forget_others(urls)
+        if self._held is not None and not self._manners.may_read(urls):
+            return self._held
+        reading = await self._read(spec, uid, urls)
+        if reading.error is not None and reading.failed_urls is None:
+            self._manners.record_all_failed(urls)
+        else:
+            self._manners.record(urls, reading.failed_urls or [])
+        self._held = None if reading.ok else reading
+        return reading
+
+    async def _read(
+        self, spec: Mapping[str, Any], uid: str | None, urls: list[str]
+    ) -> DepthReading:
         started = time.perf_counter()
         try:
-            layer = await self._layer_for(spec)
-            reading = await asyncio.wait_for(layer.load(counted_channels(spec)), timeout=5)
+            layer = await self._layer_for(spec, uid)
+        except SecretRefused as exc:
+            return DepthReading(error=redact_text(str(exc)), failed_urls=[], reason="SecretRefused")
         except SecretMissing as exc:
-            return DepthReading(error=str(exc))
+            # Nothing was dialled: no backoff, the Secret is looked up again next tick.
+            if "managed" in (spec.get("redis") or {}):
+                # The app's own Secret is created by the reconcile handler: wait for it.
+                return DepthReading(
+                    error=f"waiting for the app's Secret: {exc}", failed_urls=[], pending=True
+                )
+            return DepthReading(error=redact_text(str(exc)), failed_urls=[])
         except Exception as exc:
-            return DepthReading(error=f"{type(exc).__name__}: {exc}")
+            return DepthReading(error=redact_text(f"{type(exc).__name__}: {exc}"), failed_urls=[])
+        try:
+            reading = await asyncio.wait_for(layer.load(counted_channels(spec)), timeout=5)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if len(urls) == 1:
+                return DepthReading(error=describe_failure(urls[0], text))
+            return DepthReading(error=f"{len(urls)} shards: {classify(text)}")
         finally:
             metrics.DEPTH_READ_SECONDS.observe(time.perf_counter() - started)
+        failed: list[str] = []
+        unreachable: list[str] = []
+        for failure in reading.failures:
+            text = str(failure)
+            index = shard_index(text)
+            url = urls[index] if index is not None and 0 <= index < len(urls) else None
+            if url is None:
+                unreachable.append(f"a shard: {classify(text)}")
+                failed.extend(urls)
+            else:
+                unreachable.append(describe_failure(url, text))
+                failed.append(url)
+            log.debug("%s/%s: %s", self.namespace, self.name, unreachable[-1])
         stats = reading.channels.values()
         return DepthReading(
             depth=sum(s["messages_pending"] for s in stats),
             oldest_age=max((s["messages_max_age"] for s in stats), default=0.0),
-            unreachable=[str(f) for f in reading.failures],
+            unreachable=unreachable,
             sent=sum(s["messages_count"] + s["channel_full_count"] for s in stats),
             workers=dict(reading.workers),
+            failed_urls=failed,
         )
 
     # --- one tick ---------------------------------------------------------------------------
@@ -165,7 +235,7 @@ class AppSupervisor:
         spec = body.get("spec") or {}
         meta = body.get("metadata") or {}
         status = dict(body.get("status") or {})
-        reading = await self.read_depth(spec)
+        reading = await self.read_depth(spec, meta.get("uid"))
         labels = (self.namespace, self.name)
         worker = workloads.get(n.WORKER)
         desired = self._current(worker)
@@ -229,15 +299,15 @@ class AppSupervisor:
 
     def _report_unreachable(self, reading: DepthReading) -> None:
         """A Warning Event when the depth becomes unreadable (once per distinct cause)."""
-        if reading.ok:
+        if reading.ok or reading.pending:
             self._unreachable_posted = None
             return
-        detail = reading.error or "; ".join(redact(u) for u in reading.unreachable)
+        detail = reading.error or "; ".join(reading.unreachable)
         if detail != self._unreachable_posted:
             self._unreachable_posted = detail
             self.post_event(
                 "Warning",
-                "ShardUnreachable",
+                reading.reason,
                 f"queue depth unreadable, replicas left alone: {detail}"[:1000],
             )
 
@@ -322,20 +392,36 @@ class AppSupervisor:
         rolling = [label for label, w in parts if w is not None and not w.rolled_out]
         ready = not missing and not rolling
         conditions = list(status.get("conditions") or [])
-        apply_failure = apply_failures.get(self.namespace, self.name)
+        apply_failure = apply_failures.failure(self.namespace, self.name)
+        no_servers = proto is not None and proto.desired == 0
         if apply_failure is not None:
             # The reconcile handler's reason stands until an apply succeeds.
-            degraded: tuple[bool, str, str] = (True, "ApplyFailed", apply_failure)
+            degraded: tuple[bool, str, str] = (True, *apply_failure)
         elif reading.ok:
             degraded = (False, "AsExpected", f"queue depth read from {total_shards} shard(s)")
+        elif reading.pending:
+            degraded = (False, "Starting", reading.error or "starting")
         else:
             detail = reading.error or "; ".join(reading.unreachable)
             degraded = (
                 True,
-                "ShardUnreachable",
+                reading.reason,
                 f"queue depth unreadable, replicas left alone: {detail}"[:1000],
             )
-        if ready and degraded[0]:
+        if apply_failure is not None:
+            # The children are not what the spec asks for: never Ready, whatever runs.
+            conditions = set_condition(conditions, "Ready", False, *apply_failure, generation)
+        elif no_servers:
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                False,
+                "NoProtocolServers",
+                "protocol replicas are 0: no server accepts connections "
+                "(scale the app, or set spec.protocol.replicas)",
+                generation,
+            )
+        elif ready and degraded[0]:
             # READY is never True next to Degraded: the reason says what is wrong.
             conditions = set_condition(
                 conditions,
@@ -366,17 +452,14 @@ class AppSupervisor:
                 reason, message = "ReplicasNotReady", f"waiting for {what}"
             conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         conditions = set_condition(
-            conditions,
-            "Progressing",
-            bool(missing or rolling),
-            "RollingOut" if (missing or rolling) else "RolloutComplete",
-            f"rolling out {', '.join(missing + rolling)}"
-            if (missing or rolling)
-            else "every child runs the latest spec",
-            generation,
+            conditions, "Progressing", *progressing(apply_failure, missing + rolling), generation
         )
         conditions = set_condition(conditions, "Degraded", *degraded, generation)
-        if not reading.ok:
+        if reading.pending:
+            conditions = set_condition(
+                conditions, "Scaling", False, "Starting", reading.error or "starting", generation
+            )
+        elif not reading.ok:
             conditions = set_condition(
                 conditions,
                 "Scaling",
@@ -425,14 +508,14 @@ class AppSupervisor:
                 "total": total_shards,
                 "summary": f"{reachable}/{total_shards}",
                 # A read that failed as a whole (DNS, a missing Secret) reached no shard.
-                "unreachable": [
-                    redact(u)
-                    for u in (
-                        builders.shard_urls(self.name, self.namespace, dict(spec))
-                        if reading.error is not None
-                        else reading.unreachable
-                    )
-                ],
+                "unreachable": (
+                    [
+                        redact_url(u)
+                        for u in builders.shard_urls(self.name, self.namespace, dict(spec))
+                    ]
+                    if reading.error is not None
+                    else list(reading.unreachable)
+                ),
             },
         }
         if reading.ok:

@@ -45,6 +45,18 @@ def named(name: str) -> dict[str, Any]:
     return obj
 
 
+# The env builders.py gives every app container (the operator's own settings).
+OPERATOR_ENV = [
+    "CHANNELAPP_REDIS_URLS",
+    "CHANNELAPP_KEY_PREFIX",
+    "CHANNELAPP_SECRET_KEY",
+    "CHANNELAPP_REDIS_PASSWORD",
+    "CHANNELAPP_ALLOWED_ORIGINS",
+    "CHANNELAPP_WORKER_CONCURRENCY",
+    "CHANNELAPP_SHUTDOWN_TIMEOUT",
+]
+
+
 INVALID = {
     "min-above-max": (
         with_spec(workers={"minReplicas": 5, "maxReplicas": 2}),
@@ -170,6 +182,133 @@ INVALID = {
     ),
     "name-not-dns-1035": (named("1chat"), "metadata.name", "DNS-1035"),
     "name-too-long": (named("a" * 60), "metadata.name", "at most 46 characters"),
+    # App x's Redis Service is x-redis: an app of that name would take it over.
+    "name-ends-in-redis": (named("x-redis"), "metadata.name", "must not end in -redis"),
+    # What the children's validation would refuse later, refused up front naming the field.
+    "limits-below-requests": (
+        with_spec(protocol={"resources": {"limits": {"cpu": "100m"}, "requests": {"cpu": "0.5"}}}),
+        "spec.protocol.resources.limits",
+        "limits.cpu 100m is below requests.cpu 0.5",
+    ),
+    "negative-quantity": (
+        with_spec(workers={"resources": {"requests": {"memory": "-1Gi"}}}),
+        "spec.workers.resources.requests[memory]",
+        "must not be negative",
+    ),
+    "unknown-resource": (
+        with_spec(redis={"managed": {"resources": {"limits": {"gpu": 1}}}}),
+        "spec.redis.managed.resources.limits",
+        "unknown resource name",
+    ),
+    "hugepages-request-without-limit": (
+        with_spec(
+            protocol={
+                "resources": {
+                    "requests": {"hugepages-2Mi": "2Mi", "memory": "64Mi"},
+                    "limits": {"memory": "64Mi"},
+                }
+            }
+        ),
+        "spec.protocol.resources.requests",
+        "a hugepages request must have a limit",
+    ),
+    "resource-claims": (
+        with_spec(protocol={"resources": {"claims": [{"name": "gpu"}]}}),
+        "spec.protocol.resources.claims",
+        "claims are not supported",
+    ),
+    "value-from-junk": (
+        with_spec(env=[{"name": "A", "valueFrom": {"junk": {"x": 1}}}]),
+        "spec.env[0].valueFrom.junk",
+        "unknown field",
+    ),
+    "value-from-namespace": (
+        with_spec(
+            env=[
+                {
+                    "name": "A",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "s", "key": "k", "namespace": "kube-system"}
+                    },
+                }
+            ]
+        ),
+        "spec.env[0].valueFrom.secretKeyRef.namespace",
+        "unknown field",
+    ),
+    "value-from-two-sources": (
+        with_spec(
+            env=[
+                {
+                    "name": "A",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "s", "key": "k"},
+                        "configMapKeyRef": {"name": "c", "key": "k"},
+                    },
+                }
+            ]
+        ),
+        "spec.env[0].valueFrom",
+        "exactly one of secretKeyRef, configMapKeyRef, fieldRef and resourceFieldRef",
+    ),
+    "value-from-empty": (
+        with_spec(env=[{"name": "A", "valueFrom": {}}]),
+        "spec.env[0].valueFrom",
+        "exactly one of secretKeyRef",
+    ),
+    "value-from-bad-field-path": (
+        with_spec(env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]),
+        "spec.env[0].valueFrom.fieldRef.fieldPath",
+        "should match",
+    ),
+    "value-from-bad-secret-name": (
+        with_spec(env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "../x", "key": "k"}}}]),
+        "spec.env[0].valueFrom.secretKeyRef.name",
+        "should match",
+    ),
+    **{
+        f"env-set-by-operator-{name}": (
+            with_spec(env=[{"name": "OK", "value": "1"}, {"name": name, "value": "x"}]),
+            "spec.env[1].name",
+            f"{name} is set by the operator itself",
+        )
+        for name in OPERATOR_ENV
+    },
+    "origin-with-comma": (
+        with_spec(protocol={"allowedOrigins": ["https://a.example,*"]}),
+        "spec.protocol.allowedOrigins[0]",
+        "no commas",
+    ),
+    "origin-junk": (
+        with_spec(protocol={"allowedOrigins": ["https://ok.example", "not an origin"]}),
+        "spec.protocol.allowedOrigins[1]",
+        'got "not an origin"',
+    ),
+    "origin-with-path": (
+        with_spec(protocol={"allowedOrigins": ["https://a.example/app"]}),
+        "spec.protocol.allowedOrigins[0]",
+        "no commas, spaces, paths or wildcards",
+    ),
+    **{
+        f"url-password-{i}": (
+            with_spec(redis={"external": {"urls": ["redis://r:6379/0", url]}}),
+            "spec.redis.external.urls[1]",
+            "name it in redis.external.passwordSecretRef",
+        )
+        for i, url in enumerate(
+            [
+                "redis://:pw@r2:6379/0",
+                "rediss://user:pw@r2:6379/0",
+                "redis://r2:6379/0?password=pw",
+                "redis://r2:6379/0?db=0&Password=pw",
+            ]
+        )
+    },
+    "bad-service-account-name": (
+        with_spec(serviceAccountName="Not_A_Name"),
+        "spec.serviceAccountName",
+        "should match",
+    ),
 }
 
 
@@ -195,12 +334,51 @@ def test_values_children_accept_are_accepted(
         env=[
             {"name": "CHANNELAPP_CHANNEL_CAPACITY", "value": "500"},
             {"name": "my.setting-1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            {
+                "name": "FROM_CONFIG",
+                "valueFrom": {"configMapKeyRef": {"name": "c.d", "key": "a_b", "optional": True}},
+            },
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {
+                "name": "TIER",
+                "valueFrom": {
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels['tier']"}
+                },
+            },
+            {
+                "name": "MEM",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
         ],
+        serviceAccountName="app-runner",
         protocol={
-            "resources": {"limits": {"cpu": 2, "memory": "256Mi"}, "requests": {"cpu": "100m"}}
+            "resources": {
+                "limits": {"cpu": 2, "memory": "256Mi", "hugepages-2Mi": "4Mi"},
+                "requests": {"cpu": "100m", "memory": "256Mi", "hugepages-2Mi": "4Mi"},
+            },
+            "allowedOrigins": [
+                "*",
+                "https://chat.example.com",
+                "http://localhost:8000",
+                "https://[::1]:8443",
+                "chat.example.com:443",
+                ".example.com",
+                "https://.example.com",
+            ],
         },
-        workers={"pollIntervalSeconds": 0.1, "resources": {"limits": {"cpu": "1.5"}}},
-        redis={"external": {"urls": ["redis://a:6379/0", "redis://b:6379/0"]}},
+        workers={
+            "pollIntervalSeconds": 0.1,
+            "resources": {
+                "limits": {"cpu": "1.5", "ephemeral-storage": "1Gi"},
+                "requests": {"cpu": 1},
+            },
+        },
+        redis={
+            "external": {
+                "urls": ["redis://a:6379/0", "rediss://app@b:6379/0?ssl_cert_reqs=none"],
+                "passwordSecretRef": {"name": "redis-auth"},
+            }
+        },
     )
     obj["metadata"]["name"] = "a" + "b" * 45
     kube_cluster.kubectl(
@@ -288,3 +466,72 @@ def test_kubectl_explain_describes_fields(kube_cluster: KubeCluster, channelapp_
     ):
         out = kube_cluster.kubectl("explain", field).stdout
         assert words in out, out
+
+
+def test_child_names_that_cannot_collide_are_accepted(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    # Only the -redis suffix makes one app's child another's (tests/operator/test_tenant_admission.py).
+    for name in ("x", "x-protocol", "x-worker", "x-secrets", "redis", "x-redis-0", "x-rediss"):
+        kube_cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(named(name)))
+
+
+def test_every_env_name_the_operator_sets_is_refused_in_spec_env() -> None:
+    """The CRD's list of reserved env names is what builders.py gives the app containers."""
+    from channelapp_operator import builders
+
+    spec = {
+        "image": "example/app:1",
+        "app": "chat.app:app",
+        "protocol": {"allowedOrigins": ["*"]},
+        "redis": {"external": {"urls": ["redis://r:6379/0"], "passwordSecretRef": {"name": "p"}}},
+    }
+    set_by_operator = set()
+    for build in (builders.protocol_deployment, builders.worker_deployment):
+        manifest = build("chat", "ns", "uid", spec)
+        for container in manifest["spec"]["template"]["spec"]["containers"]:
+            set_by_operator |= {e["name"] for e in container["env"]}
+    assert set_by_operator == set(OPERATOR_ENV)
+    crd = yaml.safe_load(CRD.read_text())
+    env_item = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["env"]["items"]
+    (rule,) = [
+        r["rule"] for r in env_item["x-kubernetes-validations"] if "self.name in" in r["rule"]
+    ]
+    assert all(f"'{name}'" in rule for name in OPERATOR_ENV), rule
+
+
+def create(cluster: KubeCluster, namespace: str, obj: dict[str, Any]) -> Any:
+    # create, not apply: kubectl apply would also copy a large spec into its own annotation.
+    return cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False)
+
+
+def test_env_too_large_for_the_operator_to_record_is_refused(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    """kopf records the spec it handled in an annotation, and an object's annotations share
+    256 KiB: 30 env values of 10 KB would leave it unable to, looping on the app."""
+    env = [{"name": f"BIG_{i}", "value": "x" * 10_000} for i in range(30)]
+    proc = create(kube_cluster, namespace, with_spec(env=env))
+    assert proc.returncode != 0
+    assert "spec.env: Invalid value" in proc.stderr, proc.stderr
+    assert "env names and values must total at most 65536 characters" in proc.stderr
+    # Exactly at the cap: accepted.
+    env = [{"name": f"V{i}", "value": "x" * 8190} for i in range(8)]
+    obj = with_spec(env=env)
+    obj["metadata"]["name"] = "at-cap"
+    proc = create(kube_cluster, namespace, obj)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_spec_too_large_for_the_operator_to_record_is_refused(
+    kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
+) -> None:
+    env = [{"name": f"BIG_{i}", "value": "x" * 10_000} for i in range(6)]
+    urls = [f"redis://r{i}.example.internal:6379/0?client_name={'c' * 450}" for i in range(64)]
+    obj = with_spec(env=env, redis={"external": {"urls": urls}})
+    proc = create(kube_cluster, namespace, obj)
+    assert proc.returncode != 0
+    assert "spec: Invalid value" in proc.stderr, proc.stderr
+    assert "the spec is too large" in proc.stderr, proc.stderr

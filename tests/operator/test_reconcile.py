@@ -380,12 +380,79 @@ def test_refused_pods_are_named_in_the_ready_condition(
     )
 
 
+def refusing_policy(cluster: KubeCluster, ns: str) -> str:
+    """An admission policy refusing this namespace's Deployments that carry env TOKEN."""
+    name = f"refuse-token-{ns}"
+    docs = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": ["apps"], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["deployments"],
+                }]},
+                "validations": [{
+                    "expression": "!object.spec.template.spec.containers.exists(c, "
+                    "has(c.env) && c.env.exists(e, e.name == 'TOKEN'))",
+                    "message": "env TOKEN is not allowed here",
+                }],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": ns}}},
+            },
+        },
+    ]  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    probe = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "probe", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i",
+                                         "env": [{"name": "TOKEN", "value": "x"}]}]},
+            },
+        },
+    }  # fmt: skip
+
+    def enforced() -> bool:
+        proc = cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False
+        )
+        return proc.returncode != 0 and "env TOKEN is not allowed here" in proc.stderr
+
+    wait_for(enforced, 60, what="the admission policy refusing Deployments")
+    return name
+
+
 def test_a_spec_the_children_refuse_gives_one_clear_condition(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
+    policy = refusing_policy(kube_cluster, namespace)
+    try:
+        refused_then_fixed(kube_cluster, namespace)
+    finally:
+        for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+            kube_cluster.kubectl("delete", kind, policy, "--ignore-not-found", check=False)
+
+
+def refused_then_fixed(kube_cluster: KubeCluster, namespace: str) -> None:
     (doc,) = load_example("chat.yaml")
-    # Accepted by the CRD (valueFrom is a Pod's EnvVarSource), refused by the Deployment.
-    doc["spec"]["env"] = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s"}}}]
+    # Accepted by the CRD, refused by the namespace's admission policy for Deployments.
+    doc["spec"]["env"] = [{"name": "TOKEN", "value": "1"}]
     kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
 
     def degraded() -> dict | None:  # type: ignore[type-arg]
@@ -396,7 +463,7 @@ def test_a_spec_the_children_refuse_gives_one_clear_condition(
     message = cond["message"]
     assert cond["status"] == "True"
     assert message.startswith("applying Deployment/chat-protocol: "), message
-    assert "secretKeyRef.key" in message and "Required value" in message, message
+    assert "env TOKEN is not allowed here" in message, message
     for raw in ("HTTP response", "Traceback", "ApiException", '"kind"', "\n"):
         assert raw not in message, message
     # The poll loop, which cannot read the shards from outside the cluster, keeps it.

@@ -41,6 +41,23 @@ def test_chat_ready_with_true_columns(real_cluster: RealCluster, chat_app: dict[
     assert app["status"]["shards"]["summary"] == "2/2"
 
 
+def test_app_pods_carry_no_service_account_token(
+    real_cluster: RealCluster, chat_app: dict[str, Any]
+) -> None:
+    pods = real_cluster.kube.kubectl_json("get", "pods", "-n", CHAT_NAMESPACE)["items"]
+    assert len(pods) == 5, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        name, spec = pod["metadata"]["name"], pod["spec"]
+        assert spec.get("automountServiceAccountToken") is False, name
+        # The API server's ServiceAccount admission adds this projected volume to pods
+        # that mount a token; none is there.
+        volumes = [v["name"] for v in spec.get("volumes") or []]
+        assert not [v for v in volumes if v.startswith("kube-api-access-")], (name, volumes)
+        for container in spec["containers"]:
+            mounts = [m["mountPath"] for m in container.get("volumeMounts") or []]
+            assert "/var/run/secrets/kubernetes.io/serviceaccount" not in mounts, (name, mounts)
+
+
 def test_protocol_service_serves_the_page_from_the_host(
     real_cluster: RealCluster, chat_app: dict[str, Any]
 ) -> None:

@@ -36,3 +36,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Name of the cluster-scoped admission policy and binding: one per namespace-scoped release. */}}
+{{- define "channelapp-operator.policyName" -}}
+{{- if eq .Values.rbac.scope "cluster" -}}
+{{- include "channelapp-operator.fullname" . -}}
+{{- else -}}
+{{- printf "%s.%s" (include "channelapp-operator.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
