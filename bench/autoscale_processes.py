@@ -20,6 +20,7 @@ import asyncio
 import math
 import os
 import random
+import secrets
 import time
 from typing import Any
 
@@ -43,7 +44,7 @@ async def run_policy(
         **os.environ,
         "CHANNELAPP_REDIS_URLS": url,
         "CHANNELAPP_WORKER_CONCURRENCY": "1",
-        "CHANNELAPP_SECRET_KEY": "bench-secret-key",
+        "CHANNELAPP_SECRET_KEY": secrets.token_urlsafe(48),
         "CHANNELAPP_CHANNEL_CAPACITY": "100000",
         "CHANNELAPP_MESSAGE_EXPIRY": "600",
     }

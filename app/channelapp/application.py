@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from channelapp.routing import Route, Router
-from channelapp.settings import PROTOCOL_CHANNELS, Settings
+from channelapp.settings import Settings
+from channelapp.spec import PROTOCOL_CHANNELS
 
 
 class App:

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from channelapp import __version__
+from channelapp import __version__, sync
 from channelapp.application import App
 from channelapp.loading import AppLoadError, load_app
 from channelapp.startup import StartupError
@@ -139,8 +139,6 @@ def _exit_past_stuck_threads() -> None:
     """A sync consumer still running after the worker stopped (it outlived the shutdown
     timeout) cannot be stopped, and the interpreter would wait for its thread forever at
     exit: the process exits without it."""
-    from channelapp import sync
-
     stuck = sync.busy_threads()
     if stuck:
         logging.getLogger("channelapp.worker").error(

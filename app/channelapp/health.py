@@ -42,6 +42,7 @@ class LayerProbe:
         self.interval = interval
         self.timeout = timeout
         self.problem: str | None = "channel layer not checked yet"
+        self.checked = False
 
     def _set(self, problem: str | None) -> None:
         if problem != self.problem:
@@ -61,6 +62,7 @@ class LayerProbe:
         except TimeoutError:
             problems = [f"no answer within {self.timeout:g}s"]
         self._set("; ".join(problems) or None)
+        self.checked = True
 
     async def run(self) -> None:
         while True:

@@ -5,18 +5,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-
-class AppLoadError(RuntimeError):
-    pass
-
+from channelapp.django.loader import load_django_app
+from channelapp.errors import AppLoadError as AppLoadError  # importable from here too
 
 DJANGO_PREFIX = "django:"
 
 
 def load_app(path: str) -> Any:
     if path.startswith(DJANGO_PREFIX):
-        from channelapp.django.loader import load_django_app
-
         return load_django_app(path[len(DJANGO_PREFIX) :])
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from channelapp.consumers.asgi import AsgiMount
 from channelapp.layer.names import validate_channel_name
 
 Protocol = Literal["http", "websocket", "any"]
@@ -42,6 +43,11 @@ class Route:
     converters: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     #: The one channel this URL route answers (e.g. ``websocket.receive``); None: all of them.
     on: str | None = None
+    #: A kind of route that stands for others, matched as one group (the routing entries of
+    #: :mod:`channelapp.compat.routing`), names here the function that replaces the routes of
+    #: its kind in a list by the routes that match them all (others keep their places). The
+    #: Router calls each such function once, in the order its kind first appears.
+    expand_group: ClassVar[Callable[[Sequence[Route]], list[Route]] | None] = None
 
     def match(self, path: str) -> dict[str, Any] | None:
         if self.regex is None:
@@ -80,8 +86,6 @@ def path(pattern: str, consumer: Any, *, protocol: Protocol = "any") -> Route:
 def mount(prefix: str, application: Any) -> Route:
     """An ASGI 3 HTTP application (Django's ``get_asgi_application()``, Starlette, FastAPI)
     served by the workers for every path under ``prefix``; its ``root_path`` is the prefix."""
-    from channelapp.consumers.asgi import AsgiMount
-
     if not prefix.startswith("/"):
         raise RoutingError(f"mount prefix must start with '/', got {prefix!r}")
     root = prefix.rstrip("/")
@@ -101,11 +105,13 @@ def channel(name: str, consumer: Any) -> Route:
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
-        if any(getattr(route, "channels1", False) for route in self.routes):
-            # Channels 1.x routing entries are matched as one routing: channelapp.compat.routing.
-            from channelapp.compat.routing import expand_routes
-
-            self.routes = expand_routes(self.routes)
+        expanders: list[Callable[[Sequence[Route]], list[Route]]] = []
+        for route in self.routes:
+            expand = type(route).expand_group
+            if expand is not None and expand not in expanders:
+                expanders.append(expand)
+        for expand in expanders:
+            self.routes = expand(self.routes)
         self._channels: dict[str, Route] = {}
         for route in self.routes:  # the first route for a channel wins, as for paths
             if route.channel:

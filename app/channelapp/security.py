@@ -8,7 +8,7 @@ import hmac
 import re
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 # A Host header: a DNS name or an IPv4 address, or a bracketed IPv6 address, and a port.
 _HOST_RE = re.compile(r"([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?")
@@ -32,40 +32,73 @@ def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
     return False
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
-    """May a page from ``origin`` open a WebSocket to ``host``?
+# Hosts a development machine serves itself from: what WebSockets are accepted from when
+# ALLOWED_HOSTS is not set (as Django's DEBUG does for its ALLOWED_HOSTS).
+LOOPBACK_HOSTS = (".localhost", "localhost", "127.0.0.1", "[::1]")
+WEB_SCHEMES = ("http", "https")  # the origins of pages (browsers send no other)
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
-    Empty ``allowed`` means same-host only; "*" allows any origin. Entries are
-    scheme://host[:port], host[:port], or ".domain" for subdomains. A missing
-    Origin header (a non-browser client) is allowed, as browsers always send it.
+
+def _port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def _origin_matches(parts: SplitResult, pattern: str) -> bool:
+    """``scheme://host[:port]`` compares scheme, host and port (default ports filled in);
+    ``host[:port]`` and ``.domain`` (ALLOWED_HOSTS rules) match pages' origins of any port
+    unless one is given, over http or https."""
+    pattern = pattern.strip().lower()
+    if "://" not in pattern:
+        return parts.scheme in WEB_SCHEMES and host_allowed(parts.netloc, [pattern])
+    try:
+        want = urlsplit(pattern)
+        want_port = want.port
+    except ValueError:
+        return False
+    name = want.hostname or ""
+    host = parts.hostname or ""
+    if name.startswith("."):
+        same_host = host == name[1:] or host.endswith(name)
+    else:
+        same_host = host == name
+    return (
+        same_host
+        and want.scheme == parts.scheme
+        and _port(want.scheme, want_port) == _port(parts.scheme, parts.port)
+    )
+
+
+def origin_allowed(
+    origin: str | None, allowed_origins: Sequence[str], allowed_hosts: Sequence[str] = ()
+) -> bool:
+    """May a page from ``origin`` open a WebSocket here?
+
+    Pages of the hosts the app serves may: an origin whose host matches ``allowed_hosts``
+    (ALLOWED_HOSTS: "*" any, ".example.com" the domain and its subdomains), over http or
+    https; with no ALLOWED_HOSTS set, pages of this machine only (localhost, 127.0.0.1,
+    [::1]). The Host header is never trusted for this (a page on a name the attacker's DNS
+    points here sends a matching one). ``allowed_origins`` adds more: "*" any,
+    scheme://host[:port] exactly (scheme and port compared), host[:port], ".domain". A
+    missing Origin header (a non-browser client) is allowed, as browsers always send it.
     """
     if origin is None:
         return True
-    if "*" in allowed:
+    if "*" in allowed_origins:
         return True
     try:
-        parts = urlsplit(origin)
-        hostname = parts.hostname
+        parts = urlsplit(origin.strip().lower())
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         return False  # e.g. an unclosed IPv6 bracket: refused, not an error
-    if not parts.scheme or not hostname:
+    if not parts.scheme or not parts.hostname:
         return False
-    origin_host = parts.netloc.lower()
-    if not allowed:
-        return host is not None and origin_host == host.lower()
-    for pattern in allowed:
-        pattern = pattern.lower()
-        if "://" in pattern:
-            if origin.lower().rstrip("/") == pattern.rstrip("/"):
-                return True
-        elif pattern.startswith("."):
-            name = hostname.lower()
-            if name == pattern[1:] or name.endswith(pattern):
-                return True
-        elif origin_host == pattern or hostname.lower() == pattern:
-            return True
-    return False
+    hosts = list(allowed_hosts) or list(LOOPBACK_HOSTS)
+    return any(_origin_matches(parts, p) for p in [*allowed_origins, *hosts])
+
+
+# Seconds a signature may be stamped ahead of this clock (servers' clocks differ a little);
+# further ahead it was not made by a server of this app, or its clock is wrong.
+CLOCK_SKEW = 60.0
 
 
 class BadSignature(ValueError):
@@ -94,6 +127,12 @@ def unsign(
         raise BadSignature("malformed signature") from None
     if not hmac.compare_digest(expected, given):
         raise BadSignature("signature does not match")
-    if max_age is not None and (time.time() if now is None else now) - int(stamp) > max_age:
+    try:
+        age = (time.time() if now is None else now) - int(stamp)
+    except ValueError:
+        raise BadSignature("malformed timestamp") from None
+    if age < -CLOCK_SKEW:
+        raise BadSignature("signed value is stamped in the future")
+    if max_age is not None and age > max_age:
         raise BadSignature("signed value has expired")
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

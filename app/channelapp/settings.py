@@ -7,16 +7,17 @@ operator configures pods.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-# The channels a protocol server feeds and workers consume.
-HTTP_REQUEST = "http.request"
-WEBSOCKET_CONNECT = "websocket.connect"
-WEBSOCKET_RECEIVE = "websocket.receive"
-WEBSOCKET_DISCONNECT = "websocket.disconnect"
-PROTOCOL_CHANNELS = (HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT)
+# The channels a protocol server feeds and workers consume (their home is channelapp.spec).
+from channelapp.spec import HTTP_REQUEST as HTTP_REQUEST
+from channelapp.spec import PROTOCOL_CHANNELS as PROTOCOL_CHANNELS
+from channelapp.spec import WEBSOCKET_CONNECT as WEBSOCKET_CONNECT
+from channelapp.spec import WEBSOCKET_DISCONNECT as WEBSOCKET_DISCONNECT
+from channelapp.spec import WEBSOCKET_RECEIVE as WEBSOCKET_RECEIVE
 
 # Good for `channelapp dev` only: protocol servers and workers refuse to start with it.
 DEVELOPMENT_SECRET_KEY = "insecure-development-key"
@@ -36,10 +37,13 @@ class Settings:
     secret_key: str = DEVELOPMENT_SECRET_KEY
     # Base64 Fernet keys (comma-separated, first encrypts) for message bodies at rest; empty = off.
     encryption_keys: list[str] = field(default_factory=list)
-    # Origins allowed to open WebSockets ("*" allows any; empty allows same-host only).
+    # Host header values served (Django's ALLOWED_HOSTS rules: "*" any, ".example.com" the
+    # domain and its subdomains). Pages of these hosts may open WebSockets. Empty: any Host
+    # header, and WebSockets from pages of this machine only (localhost, 127.0.0.1, [::1]).
+    allowed_hosts: list[str] = field(default_factory=list)
+    # More origins allowed to open WebSockets, besides those of allowed_hosts ("*" any,
+    # scheme://host[:port], host[:port], ".example.com").
     allowed_origins: list[str] = field(default_factory=list)
-    # Host header values served ("*" = any).
-    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
     # Per-channel capacity and message expiry (seconds) in the layer. A socket's replies count
     # against its own capacity: the protocol server closes a socket that far behind with 1008.
     channel_capacity: int = 1000
@@ -64,9 +68,36 @@ class Settings:
     worker_report_interval: float = 0.5
     worker_report_ttl: float = 3.0
     session_ttl: float = 86400.0
+    # The signed session cookie's attributes: Secure (sent over HTTPS only; set it when the
+    # app is served over HTTPS) and SameSite ("Lax", "Strict" or "None", which needs Secure).
+    session_cookie_secure: bool = False
+    session_cookie_samesite: str = "Lax"
     # Seconds a socket's message waits for a predecessor that was lost before running anyway
     # (a predecessor whose worker was killed is known at once, within about a second).
     park_timeout: float = 5.0
+
+    @classmethod
+    def from_mapping(cls, conf: Any, name: str = "CHANNELAPP") -> Settings:
+        """Settings from a mapping of field names (lower case) to values, as a Django
+        project's ``CHANNELAPP`` setting holds them (None: the defaults). A key that is no
+        field, or a value of the wrong type, is a ValueError that names ``name[key]``."""
+        if conf is None:
+            conf = {}
+        if not isinstance(conf, dict):
+            raise ValueError(
+                f"{name} must be a dict of channelapp settings, got a {type(conf).__name__}"
+            )
+        defaults = cls()
+        known = [f.name for f in fields(cls)]
+        values: dict[str, Any] = {}
+        for key, value in conf.items():
+            if key not in known:
+                raise ValueError(
+                    f"{name}[{key!r}] is not a channelapp setting (the keys are, in lower "
+                    f"case: {', '.join(known)})"
+                )
+            values[key] = _checked(f"{name}[{key!r}]", value, getattr(defaults, key))
+        return cls(**values)
 
     @classmethod
     def from_env(
@@ -94,3 +125,86 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"CHANNELAPP_{f.name.upper()}={raw!r}: {exc}") from None
         return cls(**values)
+
+
+# Numeric settings that cannot work at zero or below (a count, a size, a wait): each must be
+# positive and finite. ``shutdown_timeout`` may be 0 (stop without waiting).
+POSITIVE = (
+    "channel_capacity",
+    "reply_capacity",
+    "message_expiry",
+    "group_expiry",
+    "max_body_size",
+    "max_frame_size",
+    "response_timeout",
+    "read_timeout",
+    "send_buffer_size",
+    "worker_concurrency",
+    "worker_report_interval",
+    "worker_report_ttl",
+    "session_ttl",
+    "park_timeout",
+)
+NON_NEGATIVE = ("shutdown_timeout",)
+SAMESITE = ("Lax", "Strict", "None")
+
+
+def check_values(settings: Settings) -> None:
+    """Raise ValueError, naming the variable, for the first numeric setting nothing can run
+    with: negative sizes (every request 413), a zero timeout (every request 504), NaN or
+    infinity (comparisons that are always false)."""
+    for name in (*POSITIVE, *NON_NEGATIVE):
+        value = getattr(settings, name)
+        positive = name in POSITIVE
+        what = "a positive" if positive else "a non-negative"
+        kind = "integer" if isinstance(_DEFAULTS[name], int) else "finite number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            ok = False
+        elif kind == "integer" and not isinstance(value, int):
+            ok = False
+        elif isinstance(value, float) and not math.isfinite(value):
+            ok = False
+        else:
+            ok = value > 0 if positive else value >= 0
+        if not ok:
+            raise ValueError(f"CHANNELAPP_{name.upper()}={value!r}: must be {what} {kind}")
+    samesite = settings.session_cookie_samesite
+    if samesite not in SAMESITE:
+        raise ValueError(
+            f"CHANNELAPP_SESSION_COOKIE_SAMESITE={samesite!r}: must be one of {', '.join(SAMESITE)}"
+        )
+    if samesite == "None" and not settings.session_cookie_secure:
+        raise ValueError(
+            "CHANNELAPP_SESSION_COOKIE_SAMESITE=None needs CHANNELAPP_SESSION_COOKIE_SECURE=true "
+            "(browsers drop a SameSite=None cookie that is not Secure)"
+        )
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+
+
+def _checked(where: str, value: Any, default: Any) -> Any:
+    """``value`` for a field whose default is ``default``, if it has that default's type."""
+
+    def wrong(kind: str) -> ValueError:
+        return ValueError(f"{where} must be {kind}, got {value!r:.100}")
+
+    if isinstance(default, list):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of strings")
+        return list(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("True or False")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        return float(value)
+    if not isinstance(value, str) and not (default is None and value is None):
+        raise wrong("a string")
+    return value

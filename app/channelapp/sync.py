@@ -23,12 +23,12 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from channelapp.layer import BaseChannelLayer
-    from channelapp.sessions import SessionStore
-    from channelapp.settings import Settings
+from channelapp.errors import AppLoadError
+from channelapp.layer import BaseChannelLayer, layer_from_settings
+from channelapp.sessions import SessionStore, session_store_for
+from channelapp.settings import Settings
 
 T = TypeVar("T")
 
@@ -82,15 +82,14 @@ _standalone_runtime: Runtime | None = None
 
 
 def _standalone_settings() -> Settings:
-    from channelapp.settings import Settings
-
     base = None
     if _django_ready():
         from django.conf import settings as django_settings
 
-        from channelapp.django.loader import settings_from_django
-
-        base = settings_from_django(getattr(django_settings, "CHANNELAPP", None))
+        try:
+            base = Settings.from_mapping(getattr(django_settings, "CHANNELAPP", None))
+        except ValueError as exc:
+            raise AppLoadError(str(exc)) from None
     return Settings.from_env(base)
 
 
@@ -111,9 +110,6 @@ def _standalone() -> Runtime:
                 "running worker, or anywhere with CHANNELAPP_REDIS_URLS (and the app's "
                 "CHANNELAPP_KEY_PREFIX) set"
             )
-        from channelapp.layer import layer_from_settings
-        from channelapp.sessions import session_store_for
-
         loop = asyncio.new_event_loop()
         thread = threading.Thread(
             target=loop.run_forever, name="channelapp-standalone-layer", daemon=True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from channelapp.application import App
 from channelapp.routing import Route, Router, RoutingError, channel, path
@@ -364,3 +366,24 @@ def test_router_copies_the_routes_sequence() -> None:
 def test_app_channels_are_protocol_channels_then_custom_routes() -> None:
     app = App([path("/", Index), channel("b.second", resize), channel("a.first", make_thumbnail)])
     assert app.channels == [*PROTOCOL_CHANNELS, "b.second", "a.first"]
+
+
+def test_a_route_kind_with_expand_group_is_expanded_once_as_a_group() -> None:
+    calls: list[list[Route]] = []
+
+    def expand(routes: Sequence[Route]) -> list[Route]:
+        calls.append(list(routes))
+        return [
+            r if not isinstance(r, _Grouped) else channel("grouped.one", r.consumer) for r in routes
+        ]
+
+    class _Grouped(Route):
+        pass
+
+    _Grouped.expand_group = expand
+    first, second = _Grouped(consumer="a"), _Grouped(consumer="b")
+    plain = channel("plain", "c")
+    router = Router([first, plain, second])
+    assert len(calls) == 1 and calls[0] == [first, plain, second]
+    assert router.custom_channels == ["grouped.one", "plain"]
+    assert router.for_channel("grouped.one") is router.routes[0]

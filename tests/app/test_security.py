@@ -6,7 +6,14 @@ import base64
 import time
 
 import pytest
-from channelapp.security import BadSignature, host_allowed, origin_allowed, sign, unsign
+from channelapp.security import (
+    CLOCK_SKEW,
+    BadSignature,
+    host_allowed,
+    origin_allowed,
+    sign,
+    unsign,
+)
 
 # --- host_allowed ----------------------------------------------------------------------------
 
@@ -118,38 +125,61 @@ def test_malformed_host_ending_in_allowed_domain_is_refused(host: str) -> None:
 
 @pytest.mark.parametrize("allowed", [[], ["https://example.com"], [".example.com"], ["*"]])
 def test_missing_origin_is_allowed(allowed: list[str]) -> None:
-    assert origin_allowed(None, "example.com", allowed) is True
-    assert origin_allowed(None, None, allowed) is True
+    assert origin_allowed(None, allowed) is True
+    assert origin_allowed(None, allowed, ["example.com"]) is True
 
 
 @pytest.mark.parametrize(
     "origin", ["https://evil.org", "null", "", "http://x:1", "garbage", "http://[::1"]
 )
 def test_star_allows_any_origin(origin: str) -> None:
-    assert origin_allowed(origin, "example.com", ["*"]) is True
-    assert origin_allowed(origin, "example.com", ["https://example.com", "*"]) is True
+    assert origin_allowed(origin, ["*"]) is True
+    assert origin_allowed(origin, ["https://example.com", "*"]) is True
 
 
 @pytest.mark.parametrize(
-    ("origin", "host", "allowed"),
+    ("origin", "allowed"),
     [
-        ("https://example.com", "example.com", True),
-        ("http://example.com", "example.com", True),  # the scheme is not compared
-        ("http://example.com:8000", "example.com:8000", True),
-        ("http://EXAMPLE.com:8000", "example.COM:8000", True),
-        ("https://example.com/", "example.com", True),
-        ("http://example.com:8000", "example.com", False),
-        ("http://example.com", "example.com:8000", False),
-        ("https://www.example.com", "example.com", False),
-        ("https://example.com", "www.example.com", False),
-        ("https://evil.org", "example.com", False),
-        ("http://[::1]:8000", "[::1]:8000", True),
-        ("http://[::1]:8000", "[::1]:8001", False),
-        ("https://example.com", None, False),
+        ("http://127.0.0.1:8000", True),  # `channelapp dev`'s own page
+        ("http://localhost:8000", True),
+        ("http://LOCALHOST:3000", True),
+        ("https://localhost", True),
+        ("http://app.localhost:8000", True),
+        ("http://[::1]:8000", True),
+        ("ws://127.0.0.1:8000", False),  # not a page's origin
+        ("file://localhost", False),
+        ("http://evil.example", False),  # DNS rebinding: whatever its Host header says
+        ("http://localhost.evil.example", False),
+        ("http://127.0.0.2:8000", False),
+        ("http://[::2]:8000", False),
     ],
 )
-def test_empty_allowed_means_same_host(origin: str, host: str | None, allowed: bool) -> None:
-    assert origin_allowed(origin, host, []) is allowed
+def test_without_allowed_hosts_pages_of_this_machine_only(origin: str, allowed: bool) -> None:
+    assert origin_allowed(origin, []) is allowed
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://mysite.example", True),
+        ("http://mysite.example:8000", True),
+        ("https://chat.other.example", True),
+        ("https://other.example", True),
+        ("ws://mysite.example", False),
+        ("https://evil.example", False),
+        ("http://127.0.0.1:8000", False),  # the loopback default gives way to the list
+        ("https://mysite.example.evil.example", False),
+    ],
+)
+def test_allowed_hosts_are_the_origins_of_pages_that_may_open_sockets(
+    origin: str, allowed: bool
+) -> None:
+    assert origin_allowed(origin, [], ["mysite.example", ".other.example"]) is allowed
+
+
+def test_allowed_hosts_star_allows_any_page() -> None:
+    assert origin_allowed("https://anything.example", [], ["*"]) is True
+    assert origin_allowed("null", [], ["*"]) is False  # not a page's origin
 
 
 @pytest.mark.parametrize(
@@ -169,7 +199,7 @@ def test_empty_allowed_means_same_host(origin: str, host: str | None, allowed: b
     "allowed", [[], ["example.com"], [".example.com"], ["https://example.com"]]
 )
 def test_origin_without_scheme_or_host_is_refused(origin: str, allowed: list[str]) -> None:
-    assert origin_allowed(origin, "example.com", allowed) is False
+    assert origin_allowed(origin, allowed, ["example.com"]) is False
 
 
 @pytest.mark.parametrize(
@@ -178,22 +208,31 @@ def test_origin_without_scheme_or_host_is_refused(origin: str, allowed: list[str
         ("https://example.com", True),
         ("https://example.com/", True),
         ("HTTPS://Example.COM", True),
+        ("https://example.com:443", True),  # the default port, written out
         ("http://example.com", False),  # another scheme
-        ("https://example.com:443", False),  # not normalised: browsers omit default ports
+        ("wss://example.com", False),
+        ("http://example.com:443", False),
         ("https://example.com:8443", False),
         ("https://www.example.com", False),
         ("https://example.com.evil.org", False),
     ],
 )
 def test_full_origin_pattern(origin: str, allowed: bool) -> None:
-    assert origin_allowed(origin, "app.internal", ["https://example.com"]) is allowed
+    assert origin_allowed(origin, ["https://example.com"], ["app.internal"]) is allowed
 
 
 def test_full_origin_pattern_with_port_and_trailing_slash() -> None:
     allowed = ["http://LOCALHOST:3000/"]
-    assert origin_allowed("http://localhost:3000", "localhost:8000", allowed) is True
-    assert origin_allowed("http://localhost:3001", "localhost:8000", allowed) is False
-    assert origin_allowed("http://localhost", "localhost:8000", allowed) is False
+    assert origin_allowed("http://localhost:3000", allowed, ["app.internal"]) is True
+    assert origin_allowed("http://localhost:3001", allowed, ["app.internal"]) is False
+    assert origin_allowed("http://localhost", allowed, ["app.internal"]) is False
+
+
+def test_full_origin_pattern_for_subdomains() -> None:
+    allowed = ["https://.example.com"]
+    assert origin_allowed("https://chat.example.com", allowed, ["app.internal"]) is True
+    assert origin_allowed("https://example.com", allowed, ["app.internal"]) is True
+    assert origin_allowed("http://chat.example.com", allowed, ["app.internal"]) is False
 
 
 @pytest.mark.parametrize(
@@ -202,14 +241,14 @@ def test_full_origin_pattern_with_port_and_trailing_slash() -> None:
         ("https://example.com", True),
         ("http://example.com:8000", True),
         ("https://EXAMPLE.com", True),
-        ("wss://example.com", True),
+        ("wss://example.com", False),  # pages are http or https
         ("https://www.example.com", False),
         ("https://example.com.evil.org", False),
         ("https://evil.org", False),
     ],
 )
-def test_host_origin_pattern_matches_any_scheme_and_port(origin: str, allowed: bool) -> None:
-    assert origin_allowed(origin, "app.internal", ["example.com"]) is allowed
+def test_host_origin_pattern_matches_web_schemes_and_any_port(origin: str, allowed: bool) -> None:
+    assert origin_allowed(origin, ["example.com"], ["app.internal"]) is allowed
 
 
 @pytest.mark.parametrize(
@@ -222,7 +261,7 @@ def test_host_origin_pattern_matches_any_scheme_and_port(origin: str, allowed: b
     ],
 )
 def test_host_and_port_origin_pattern(origin: str, allowed: bool) -> None:
-    assert origin_allowed(origin, "app.internal", ["example.com:8000"]) is allowed
+    assert origin_allowed(origin, ["example.com:8000"], ["app.internal"]) is allowed
 
 
 @pytest.mark.parametrize(
@@ -241,26 +280,33 @@ def test_host_and_port_origin_pattern(origin: str, allowed: bool) -> None:
     ],
 )
 def test_subdomain_origin_pattern(origin: str, allowed: bool) -> None:
-    assert origin_allowed(origin, "app.internal", [".example.com"]) is allowed
+    assert origin_allowed(origin, [".example.com"], ["app.internal"]) is allowed
 
 
-def test_explicit_list_replaces_the_same_host_rule() -> None:
-    assert origin_allowed("https://app.test", "app.test", ["https://other.test"]) is False
-    assert origin_allowed("https://app.test", "app.test", ["https://other.test", "app.test"])
+def test_allowed_origins_add_to_the_allowed_hosts() -> None:
+    # Local development keeps working when a project lists its production origin.
+    assert origin_allowed("http://127.0.0.1:8000", ["https://mysite.example"]) is True
+    assert origin_allowed("https://mysite.example", ["https://mysite.example"]) is True
+    assert origin_allowed("https://evil.example", ["https://mysite.example"]) is False
+    hosts = ["app.test"]
+    assert origin_allowed("https://app.test", ["https://other.test"], hosts) is True
+    assert origin_allowed("https://other.test", ["https://other.test"], hosts) is True
+    assert origin_allowed("https://third.test", ["https://other.test"], hosts) is False
 
 
-def test_same_host_rule_ignores_listed_patterns_of_other_hosts() -> None:
+def test_listed_patterns_of_several_kinds() -> None:
     allowed = ["https://a.test", ".b.test", "c.test:81"]
-    assert origin_allowed("https://a.test", "x", allowed) is True
-    assert origin_allowed("https://x.b.test", "x", allowed) is True
-    assert origin_allowed("http://c.test:81", "x", allowed) is True
-    assert origin_allowed("http://c.test:82", "x", allowed) is False
-    assert origin_allowed("https://d.test", "d.test", allowed) is False
+    hosts = ["x"]
+    assert origin_allowed("https://a.test", allowed, hosts) is True
+    assert origin_allowed("https://x.b.test", allowed, hosts) is True
+    assert origin_allowed("http://c.test:81", allowed, hosts) is True
+    assert origin_allowed("http://c.test:82", allowed, hosts) is False
+    assert origin_allowed("https://d.test", allowed, hosts) is False
 
 
 @pytest.mark.parametrize("allowed", [[], ["https://example.com"]])
 def test_malformed_ipv6_origin_is_refused(allowed: list[str]) -> None:
-    assert origin_allowed("http://[::1", "example.com", allowed) is False
+    assert origin_allowed("http://[::1", allowed) is False
 
 
 # --- sign / unsign ---------------------------------------------------------------------------
@@ -378,3 +424,15 @@ def test_signature_is_checked_before_age() -> None:
     signed = sign(b"v", KEY, now=1000)
     with pytest.raises(BadSignature, match="does not match"):
         unsign(signed, "other", max_age=1, now=10**9)
+
+
+def test_a_value_stamped_in_the_future_is_refused() -> None:
+    signed = sign(b"v", KEY, now=1000)
+    assert unsign(signed, KEY, max_age=60, now=1000 - CLOCK_SKEW) == b"v"  # clocks differ
+    with pytest.raises(BadSignature, match="future"):
+        unsign(signed, KEY, max_age=60, now=1000 - CLOCK_SKEW - 1)
+    ten_years_ahead = sign(b"v", KEY, now=time.time() + 10 * 365 * 86400)
+    with pytest.raises(BadSignature, match="future"):
+        unsign(ten_years_ahead, KEY)
+    with pytest.raises(BadSignature, match="future"):
+        unsign(ten_years_ahead, KEY, max_age=86400)

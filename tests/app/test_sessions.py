@@ -630,3 +630,51 @@ async def test_the_session_cookie_expires_with_the_session_ttl(
     assert len(cookies) == 1 and "; Max-Age=600;" in cookies[0], cookies
     value = cookies[0].split(";")[0].split("=", 1)[1]
     assert load_cookie_session(value, "cookie-secret", max_age=600) == {"user": 7}
+
+
+@pytest.mark.parametrize(
+    ("secure", "samesite", "attributes"),
+    [
+        (False, "Lax", "; HttpOnly; SameSite=Lax"),
+        (True, "Lax", "; HttpOnly; SameSite=Lax; Secure"),
+        (True, "Strict", "; HttpOnly; SameSite=Strict; Secure"),
+        (True, "None", "; HttpOnly; SameSite=None; Secure"),
+    ],
+)
+async def test_the_session_cookie_is_secure_and_samesite_as_set(
+    memory_layer: InMemoryChannelLayer, secure: bool, samesite: str, attributes: str
+) -> None:
+    from channelapp.consumers.http import Request, Response, send_response
+
+    reply = await memory_layer.new_channel("http.response")
+    settings = Settings(
+        secret_key="cookie-secret", session_cookie_secure=secure, session_cookie_samesite=samesite
+    )
+    message = {"type": "http.request", "reply_channel": reply, "headers": [], "body": b""}
+    ctx = Context(memory_layer, settings, "http.request", message, MemorySessionStore(60))
+    request = Request(message, ctx)
+    request.session["user"] = 7
+    await send_response(ctx, Response.text("ok"), request)
+    start = await memory_layer.receive(reply)
+    cookies = [v.decode() for k, v in start["headers"] if k == b"set-cookie"]
+    assert len(cookies) == 1 and cookies[0].endswith(attributes), cookies
+
+
+def test_a_cookie_stamped_in_the_future_is_refused() -> None:
+    cookie = sign(
+        json.dumps({"user": "admin"}).encode(), SECRET, now=time.time() + 10 * 365 * 86400
+    )
+    assert load_cookie_session(cookie, SECRET, max_age=86400) == {}
+    soon = sign(json.dumps({"user": 7}).encode(), SECRET, now=time.time() + 5)  # clock skew
+    assert load_cookie_session(soon, SECRET, max_age=86400) == {"user": 7}
+
+
+def test_session_cookie_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        environ={
+            "CHANNELAPP_SESSION_COOKIE_SECURE": "true",
+            "CHANNELAPP_SESSION_COOKIE_SAMESITE": "Strict",
+        }
+    )
+    assert settings.session_cookie_secure is True
+    assert settings.session_cookie_samesite == "Strict"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from tests.support.apps import pattern
 from tests.support.django_fixtures import DJANGO_APP, DjangoProject
 from tests.support.processes import AppProcess, running
 from tests.support.redis_fixtures import redis_servers
@@ -210,3 +211,9 @@ async def test_sync_consumers_start_every_message_without_a_leftover_db_connecti
     assert all(r["open_after_query"] for r in results)  # each did open one
     leftovers = [r for r in results if not r["closed_at_entry"]]
     assert not leftovers, leftovers
+
+
+async def test_an_8_mib_response_from_a_django_view(site: str) -> None:
+    async with http_client() as http, http.get(f"{site}/big/{8 << 20}/") as r:
+        assert r.status == 200
+        assert await r.read() == pattern(8 << 20)

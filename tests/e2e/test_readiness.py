@@ -34,9 +34,11 @@ async def until(http: aiohttp.ClientSession, url: str, status: int, within: floa
         await asyncio.sleep(0.1)
 
 
-async def test_readiness_follows_redis_and_503_names_the_backend(
+async def test_readiness_follows_redis_and_503_names_no_address(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    """/readyz is public (the app's port): it says Redis is unavailable, and the log says
+    which shard, at which address, and why."""
     env = {"CHANNELAPP_REDIS_URLS": redis_server.url}
     proto = AppProcess("protocol", ECHO, env, tmp_path)
     with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
@@ -44,7 +46,8 @@ async def test_readiness_follows_redis_and_503_names_the_backend(
             assert (await readyz(http, proto.url))[0] == 200
             redis_server.stop()
             text = await until(http, proto.url, 503, within=10)
-            assert "channel layer unavailable" in text and "redis shard 0" in text, text
+            assert text == "not ready: redis unavailable\n", text
+            assert str(redis_server.port) not in text
             async with http.get(f"{proto.url}/work/1/") as r:
                 body = await r.text()
                 assert r.status == 503 and r.headers.get("Retry-After") == "1"
@@ -59,6 +62,7 @@ async def test_readiness_follows_redis_and_503_names_the_backend(
             else:
                 raise AssertionError("no request served after Redis came back")
     assert "channel layer unavailable" in proto.log()
+    assert f"redis shard 0 ({redis_server.url})" in proto.log()
 
 
 async def test_websockets_are_told_the_backend_is_unavailable(

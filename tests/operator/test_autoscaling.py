@@ -218,7 +218,7 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
         **os.environ,
         "CHANNELAPP_REDIS_URLS": ",".join(urls(shards)),
         "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
-        "CHANNELAPP_SECRET_KEY": "test-secret-key-for-the-autoscaling-worker",
+        "CHANNELAPP_SECRET_KEY": "autoscaling-worker-key-Hq7Zt2Lm9XvR4kWc",
         "CHANNELAPP_KEY_PREFIX": app_prefix(namespace, name),
     }
     worker = subprocess.Popen(
@@ -336,7 +336,7 @@ def test_a_steady_load_holds_a_steady_worker_count(
         "CHANNELAPP_REDIS_PASSWORD": PASSWORD,
         "CHANNELAPP_WORKER_CONCURRENCY": "1",
         "CHANNELAPP_KEY_PREFIX": app_prefix(namespace, name),
-        "CHANNELAPP_SECRET_KEY": "test-secret-key-for-the-autoscaling-worker",
+        "CHANNELAPP_SECRET_KEY": "autoscaling-worker-key-Hq7Zt2Lm9XvR4kWc",
     }
     pool = WorkerPool("channelapp.examples.jobs:app", env)
     counts: list[tuple[float, int]] = []

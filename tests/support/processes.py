@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.support.redis_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_SECRET_KEY = "test-secret-key-not-the-development-one"
+TEST_SECRET_KEY = "tests-own-key-N4xq8ZmT2vLk9RbW7cJ3"
 
 
 class AppProcess:

@@ -32,6 +32,36 @@ from channelapp.settings import DEVELOPMENT_SECRET_KEY, Settings
 log = logging.getLogger("channelapp.autoscale")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+# Run in a new interpreter before the child's own program: has the kernel send SIGTERM to it
+# when its parent dies (the setting survives exec), checks that the parent is still the one
+# that started it (a parent that died meanwhile would go unnoticed), then execs the program.
+_ARM_AND_EXEC = f"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, int(signal.SIGTERM), 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dying_with_parent(cmd: Sequence[str]) -> list[str]:
+    """``cmd``, run so that the child gets SIGTERM when this process dies.
+
+    Without it a ``channelapp run`` killed with SIGKILL would leave its protocol server,
+    workers and redis-server running (and the port served). SIGTERM lets them stop as on
+    a normal shutdown. The death signal is set by a small interpreter that then execs
+    ``cmd`` (same process), not by a ``preexec_fn``, which is unsafe once this process has
+    threads. It follows the thread that started the child, so children are started from
+    the main thread. ``cmd`` unchanged where there is no prctl (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return list(cmd)
+    executable = shutil.which(cmd[0]) or cmd[0]
+    return [sys.executable, "-I", "-c", _ARM_AND_EXEC, str(os.getpid()), executable, *cmd[1:]]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,7 +84,7 @@ class WorkerPool:
     def resize(self, replicas: int) -> None:
         while len(self.running) < replicas:
             cmd = [sys.executable, "-m", "channelapp", "worker", self.app_path]
-            self.running.append(subprocess.Popen(cmd, env=self.env))
+            self.running.append(subprocess.Popen(dying_with_parent(cmd), env=self.env))
         while len(self.running) > replicas:
             proc = self.running.pop()
             proc.send_signal(signal.SIGTERM)
@@ -149,19 +179,21 @@ def run_local(
         redis_port = _free_port()
         workdir = tempfile.mkdtemp(prefix="channelapp-run-")
         redis_proc = subprocess.Popen(
-            [
-                redis_bin,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
+            dying_with_parent(
+                [
+                    redis_bin,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    workdir,
+                ]
+            ),
             stdout=subprocess.DEVNULL,
         )
         env["CHANNELAPP_REDIS_URLS"] = f"redis://127.0.0.1:{redis_port}/0"
@@ -183,17 +215,19 @@ def run_local(
     )
     pool = WorkerPool(app_path, env)
     protocol = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "channelapp",
-            "protocol",
-            app_path,
-            "--host",
-            host,
-            "--port",
-            str(port),
-        ],
+        dying_with_parent(
+            [
+                sys.executable,
+                "-m",
+                "channelapp",
+                "protocol",
+                app_path,
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ]
+        ),
         env=env,
     )
     pool.resize(min_workers)

@@ -170,7 +170,7 @@ class ChannelLayer:
         runtime = current()
         for one in messages:
             if state is not None and channel == state.ctx.reply_channel:
-                call(state.ctx.reply(one))  # keeps the runtime's view of the response
+                state.ctx.sync.reply(one)  # keeps the runtime's view of the response
             else:
                 call(runtime.layer.send(channel, one))
             if state is not None and state.connecting == channel:

@@ -41,7 +41,7 @@ from channelapp.consumers.context import Context
 from channelapp.consumers.http import Response, send_response
 from channelapp.routing import Route as RuntimeRoute
 from channelapp.routing import RoutingError, channel
-from channelapp.settings import (
+from channelapp.spec import (
     HTTP_REQUEST,
     PROTOCOL_CHANNELS,
     WEBSOCKET_CONNECT,
@@ -97,10 +97,9 @@ def resolve_routing(routing: Any) -> list[Any]:
 class _Entry(RuntimeRoute):
     """A Channels 1 routing entry. It is a channelapp Route only so that a Channels 1 routing
     list is a list of routes (``App(channel_routing)``, ``CHANNEL_LAYERS ROUTING``): the
-    Router hands all the entries of its list to :func:`expand_routes` together and never
-    matches one itself (``match`` here is Channels 1's, taking a message)."""
-
-    channels1 = True
+    Router hands all the entries of its list to :func:`expand_routes` together (its
+    ``expand_group``, set below) and never matches one itself (``match`` here is Channels
+    1's, taking a message)."""
 
     def __init__(self, consumer: Any = None) -> None:
         super().__init__(consumer, "any", "(Channels 1 routing)")
@@ -388,6 +387,9 @@ def expand_routes(routes: Sequence[RuntimeRoute]) -> list[RuntimeRoute]:
         elif not isinstance(route, _Entry):
             out.append(route)
     return out
+
+
+_Entry.expand_group = expand_routes
 
 
 def channel_routes(routing: Any) -> list[RuntimeRoute]:

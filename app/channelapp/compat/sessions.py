@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from channelapp.compat.message import Message
+from channelapp.django.auth import session_from_headers
 from channelapp.sessions import Session
 from channelapp.sync import call
 
@@ -120,7 +121,7 @@ def channel_session(func: F) -> F:
                 "No reply_channel sent to consumer; @channel_session can only be used on "
                 "messages containing it."
             )
-        session = ChannelSession(message, call(message.ctx.session()))
+        session = ChannelSession(message, message.ctx.sync.session())
         message.channel_session = session
         try:
             return func(*args, **kwargs)
@@ -189,8 +190,6 @@ def http_session_of(message: Message) -> Any:
     headers = message.content.get("headers")
     if not headers:
         return None
-    from channelapp.django.auth import session_from_headers
-
     return session_from_headers(headers)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from channelapp.consumers.body import BodyStream, ClientDisconnected
 from channelapp.consumers.context import Context
-from channelapp.startup import StartupError
+from channelapp.errors import StartupError
 
 log = logging.getLogger("channelapp.asgi")
 

@@ -121,12 +121,14 @@ async def send_response(
 ) -> None:
     headers = [[k.encode("latin-1"), v.encode("latin-1")] for k, v in response.headers]
     if request is not None and request._session is not None:
-        cookie = dump_cookie_session(request._session, ctx.settings.secret_key)
+        settings = ctx.settings
+        cookie = dump_cookie_session(request._session, settings.secret_key)
+        secure = "; Secure" if settings.session_cookie_secure else ""
         headers.append(
             [
                 b"set-cookie",
-                f"{COOKIE_NAME}={cookie}; Max-Age={int(ctx.settings.session_ttl)}; Path=/; "
-                "HttpOnly; SameSite=Lax".encode(),
+                f"{COOKIE_NAME}={cookie}; Max-Age={int(settings.session_ttl)}; Path=/; "
+                f"HttpOnly; SameSite={settings.session_cookie_samesite}{secure}".encode(),
             ]
         )
     await ctx.reply({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -11,6 +11,7 @@ worker hop.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from typing import Any, ClassVar
@@ -18,6 +19,13 @@ from typing import Any, ClassVar
 from channelapp.consumers.context import Context
 from channelapp.layer.names import InvalidChannelName, validate_group_name
 from channelapp.sessions import Session
+from channelapp.spec import (
+    INVALID_PAYLOAD,
+    NORMAL_CLOSURE,
+    WEBSOCKET_CONNECT,
+    WEBSOCKET_DISCONNECT,
+    WEBSOCKET_RECEIVE,
+)
 from channelapp.sync import call, run_sync
 
 log = logging.getLogger("channelapp.consumers")
@@ -28,6 +36,8 @@ class _SocketConsumer:
 
     #: Groups joined on accept and left on disconnect; ``{name}`` is filled from URL kwargs.
     groups: ClassVar[list[str]] = []
+    #: Handlers are ``async def`` (run on the event loop), else plain ``def`` (in a thread).
+    _async_handlers: ClassVar[bool] = True
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -39,24 +49,45 @@ class _SocketConsumer:
     def reply_channel(self) -> str:
         return self.ctx._require_reply()
 
+    def _handler(self, name: str) -> Any:
+        """The handler ``name``, refused when it is of the other kind: an async action called
+        without await in a plain ``def`` (or an ``async def`` run as a plain one) would do
+        nothing, silently."""
+        fn = getattr(self, name)
+        if inspect.iscoroutinefunction(fn) == self._async_handlers:
+            return fn
+        cls = type(self).__name__
+        if self._async_handlers:
+            raise TypeError(
+                f"{cls}.{name} is a plain def, but this consumer's handlers are async def: "
+                f"write async def {name} and await its actions (await self.send(...)), or "
+                "subclass SyncWebsocketConsumer / SyncJsonWebsocketConsumer, whose handlers "
+                "are plain def and whose actions block"
+            )
+        raise TypeError(
+            f"{cls}.{name} is async def, but this consumer's handlers are plain def (run in "
+            f"a worker thread): write def {name}, or subclass WebsocketConsumer / "
+            "JsonWebsocketConsumer for async def handlers"
+        )
+
     def _groups(self) -> list[str]:
         return [g.format(**self.kwargs) for g in self.groups]
 
     async def dispatch(self) -> None:
         self.session = await self.ctx.session()
         kind = self.message.get("type")
-        if kind == "websocket.connect":
+        if kind == WEBSOCKET_CONNECT:
             await self._on_connect()
-        elif kind == "websocket.receive":
+        elif kind == WEBSOCKET_RECEIVE:
             await self._on_receive(self.message.get("text"), self.message.get("bytes"))
-        elif kind == "websocket.disconnect":
+        elif kind == WEBSOCKET_DISCONNECT:
             for group in self._groups():
                 try:
                     validate_group_name(group)
                 except InvalidChannelName:
                     continue  # never joined (a rejected connect): group_add refuses such names
                 await self.ctx.group_discard(group)
-            await self._on_disconnect(self.message.get("code", 1000))
+            await self._on_disconnect(self.message.get("code", NORMAL_CLOSURE))
             await self.ctx.sessions.delete(self.reply_channel)
             self.ctx._session = None
             return
@@ -99,13 +130,13 @@ class WebsocketConsumer(_SocketConsumer):
     """Handlers are ``async def``; one instance per message, state in ``self.session``."""
 
     async def _on_connect(self) -> None:
-        await self.connect()
+        await self._handler("connect")()
 
     async def _on_receive(self, text: str | None, data: bytes | None) -> None:
-        await self.receive(text=text, bytes=data)
+        await self._handler("receive")(text=text, bytes=data)
 
     async def _on_disconnect(self, code: int) -> None:
-        await self.disconnect(code)
+        await self._handler("disconnect")(code)
 
     # --- handlers to override ---------------------------------------------------------------
 
@@ -124,12 +155,12 @@ class WebsocketConsumer(_SocketConsumer):
         await self._accept(subprotocol)
 
     async def reject(self) -> None:
-        await self.ctx.reply({"type": "websocket.close", "code": 1000})
+        await self.ctx.reply({"type": "websocket.close", "code": NORMAL_CLOSURE})
 
     async def send(self, text: str | None = None, bytes: bytes | None = None) -> None:
         await self._send(text, bytes)
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = NORMAL_CLOSURE) -> None:
         await self.ctx.reply({"type": "websocket.close", "code": code})
 
     async def group_add(self, group: str) -> None:
@@ -148,14 +179,16 @@ class SyncWebsocketConsumer(_SocketConsumer):
     """Handlers are plain ``def``, run in the worker's thread pool (blocking code, the Django
     ORM); the actions block until done. Same lifecycle as :class:`WebsocketConsumer`."""
 
+    _async_handlers = False
+
     async def _on_connect(self) -> None:
-        await run_sync(self.connect)
+        await run_sync(self._handler("connect"))
 
     async def _on_receive(self, text: str | None, data: bytes | None) -> None:
-        await run_sync(functools.partial(self.receive, text=text, bytes=data))
+        await run_sync(functools.partial(self._handler("receive"), text=text, bytes=data))
 
     async def _on_disconnect(self, code: int) -> None:
-        await run_sync(self.disconnect, code)
+        await run_sync(self._handler("disconnect"), code)
 
     # --- handlers to override ---------------------------------------------------------------
 
@@ -174,12 +207,12 @@ class SyncWebsocketConsumer(_SocketConsumer):
         call(self._accept(subprotocol))
 
     def reject(self) -> None:
-        self.ctx.sync.reply({"type": "websocket.close", "code": 1000})
+        self.ctx.sync.reply({"type": "websocket.close", "code": NORMAL_CLOSURE})
 
     def send(self, text: str | None = None, bytes: bytes | None = None) -> None:
         call(self._send(text, bytes))
 
-    def close(self, code: int = 1000) -> None:
+    def close(self, code: int = NORMAL_CLOSURE) -> None:
         self.ctx.sync.reply({"type": "websocket.close", "code": code})
 
     def group_add(self, group: str) -> None:
@@ -211,9 +244,9 @@ class JsonWebsocketConsumer(WebsocketConsumer):
     async def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
         content = _json_frame(self, text, bytes)
         if content is _NOT_JSON:
-            await self.close(1007)
+            await self.close(INVALID_PAYLOAD)
             return
-        await self.receive_json(content)
+        await self._handler("receive_json")(content)
 
     async def receive_json(self, content: Any) -> None:
         pass
@@ -231,9 +264,9 @@ class SyncJsonWebsocketConsumer(SyncWebsocketConsumer):
     def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:
         content = _json_frame(self, text, bytes)
         if content is _NOT_JSON:
-            self.close(1007)
+            self.close(INVALID_PAYLOAD)
             return
-        self.receive_json(content)
+        self._handler("receive_json")(content)
 
     def receive_json(self, content: Any) -> None:
         pass

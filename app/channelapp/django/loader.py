@@ -18,11 +18,10 @@ import importlib
 import logging
 import os
 import re
-from dataclasses import fields
 from typing import Any
 
 from channelapp.application import App
-from channelapp.loading import AppLoadError
+from channelapp.errors import AppLoadError
 from channelapp.routing import Route, mount
 from channelapp.settings import Settings
 
@@ -52,7 +51,8 @@ def load_django_app(settings_module: str) -> App:
         import django
     except ImportError:
         raise AppLoadError(
-            f"'django:{settings_module}' needs Django installed: pip install 'channelapp[django]'"
+            f"'django:{settings_module}' needs Django installed: pip install 'django>=4.2' "
+            "(from a channelapp checkout: pip install -e '.[django]')"
         ) from None
     try:
         importlib.import_module(settings_module)
@@ -79,7 +79,9 @@ def load_django_app(settings_module: str) -> App:
             f"django.setup() with {settings_module!r} failed: {type(exc).__name__}: {exc}"
         ) from None
     routes = _routes(settings)
-    app_settings = settings_from_django(getattr(settings, "CHANNELAPP", None))
+    app_settings = settings_from_django(
+        getattr(settings, "CHANNELAPP", None), getattr(settings, "ALLOWED_HOSTS", None)
+    )
 
     from django.core.asgi import get_asgi_application
 
@@ -136,47 +138,23 @@ def _routes(settings: Any) -> list[Route]:
     return list(found)
 
 
-def settings_from_django(conf: Any) -> Settings:
-    """channelapp Settings from the Django setting CHANNELAPP (field names, lower case)."""
-    if conf is None:
-        return Settings()
-    if not isinstance(conf, dict):
-        raise AppLoadError(
-            f"CHANNELAPP must be a dict of channelapp settings, got a {type(conf).__name__}"
-        )
-    defaults = Settings()
-    known = [f.name for f in fields(Settings)]
-    values: dict[str, Any] = {}
-    for key, value in conf.items():
-        if key not in known:
+def settings_from_django(conf: Any, allowed_hosts: Any = None) -> Settings:
+    """channelapp Settings from the Django setting CHANNELAPP (field names, lower case).
+
+    The project's ALLOWED_HOSTS applies to sockets as to its views (the Host header, and
+    the pages that may open WebSockets), unless CHANNELAPP names ``allowed_hosts`` itself.
+    """
+    try:
+        settings = Settings.from_mapping(conf, "CHANNELAPP")
+    except ValueError as exc:
+        raise AppLoadError(str(exc)) from None
+    named = isinstance(conf, dict) and "allowed_hosts" in conf
+    if not named and allowed_hosts:
+        if not isinstance(allowed_hosts, list | tuple) or not all(
+            isinstance(h, str) for h in allowed_hosts
+        ):
             raise AppLoadError(
-                f"CHANNELAPP[{key!r}] is not a channelapp setting (the keys are, in lower "
-                f"case: {', '.join(known)})"
+                f"ALLOWED_HOSTS must be a list of strings, got {allowed_hosts!r:.100}"
             )
-        values[key] = _checked(key, value, getattr(defaults, key))
-    return Settings(**values)
-
-
-def _checked(key: str, value: Any, default: Any) -> Any:
-    def wrong(kind: str) -> AppLoadError:
-        return AppLoadError(f"CHANNELAPP[{key!r}] must be {kind}, got {value!r:.100}")
-
-    if isinstance(default, list):
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise wrong("a list of strings")
-        return list(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise wrong("True or False")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong("an integer")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise wrong("a number")
-        return float(value)
-    if not isinstance(value, str) and not (default is None and value is None):
-        raise wrong("a string")
-    return value
+        settings.allowed_hosts = list(allowed_hosts)
+    return settings

@@ -1,4 +1,4 @@
-"""Per-channel capacity: a default plus glob-pattern overrides (first match wins)."""
+"""Per-channel capacity: a default plus glob-pattern (or compiled regex) overrides (first match wins)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import fnmatch
 import re
 from collections.abc import Mapping
 
+# Channel name pattern (glob string, or compiled regex matched from the start) -> capacity.
+CapacityOverrides = Mapping[str, int] | Mapping[str | re.Pattern[str], int]
+
 
 class CapacityPolicy:
-    def __init__(self, default: int, overrides: Mapping[str, int] | None = None) -> None:
+    def __init__(self, default: int, overrides: CapacityOverrides | None = None) -> None:
         if default < 1:
             raise ValueError(f"capacity must be at least 1, got {default}")
         self.default = default
         self._patterns = [
-            (re.compile(fnmatch.translate(pattern)), int(cap))
+            (
+                re.compile(fnmatch.translate(pattern)) if isinstance(pattern, str) else pattern,
+                int(cap),
+            )
             for pattern, cap in (overrides or {}).items()
         ]
         self._cache: dict[str, int] = {}

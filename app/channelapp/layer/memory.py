@@ -17,7 +17,7 @@ from typing import Any
 from channelapp.layer.base import BaseChannelLayer, ChannelFull, ChannelStatistics, Message
 from channelapp.layer.capacity import CapacityPolicy
 from channelapp.layer.names import validate_channel_name, validate_group_name
-from channelapp.layer.serializers import Serializer
+from channelapp.layer.serializers import MAX_MESSAGE_SIZE, Serializer
 from channelapp.layer.stats import empty_stats, total
 
 log = logging.getLogger("channelapp.layer")
@@ -30,7 +30,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         expiry: float = 60,
         group_expiry: float = 86400,
         channel_capacity: Mapping[str, int] | None = None,
-        max_message_size: int = 1 << 20,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self.capacity = CapacityPolicy(capacity, channel_capacity)
         self.expiry = expiry

@@ -13,6 +13,12 @@ Layout on each shard (``P`` is the key prefix):
   server's clock, for the autoscaler.
 - ``P:session:<socket>``, ``P:order:<socket>``, ``P:parked:<socket>``: the session and
   ordering stores' keys, sealed (msgpack, encrypted with the layer's keys) like messages.
+- ``P:blob:<token>``: the body of a message larger than ``inline_message_size``, on the
+  shard of its channel; the channel's list holds a small reference to it.
+- ``P:servers`` (on one shard): the protocol servers' heartbeats, ``P:servers:sweeping``
+  the dead ones being swept (with the claim's lease), ``P:servers:seen`` when the last
+  sweep looked; ``P:server-swept:<process>`` the mark of one swept as dead (see
+  ``sweep_dead_servers``).
 
 Key names, shards and stored encoding come from one :class:`KeySpace` (``self.keys``).
 
@@ -31,7 +37,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from channelapp.layer.base import (
@@ -43,15 +49,23 @@ from channelapp.layer.base import (
     ShardUnavailable,
     WorkerReport,
 )
-from channelapp.layer.capacity import CapacityPolicy
+from channelapp.layer.capacity import CapacityOverrides, CapacityPolicy
 from channelapp.layer.keyspace import DEFAULT_PREFIX, KeySpace
 from channelapp.layer.names import (
+    InvalidChannelName,
     is_process_specific,
     non_local_name,
     validate_channel_name,
     validate_group_name,
 )
-from channelapp.layer.serializers import MessageCorrupt, Serializer, enqueued_at, frame, unframe
+from channelapp.layer.serializers import (
+    MAX_MESSAGE_SIZE,
+    MessageCorrupt,
+    Serializer,
+    enqueued_at,
+    frame,
+    unframe,
+)
 from channelapp.layer.shard import SendBatcher, Shard
 from channelapp.layer.stats import LoadReading, empty_stats, live_reports, total
 
@@ -64,6 +78,38 @@ RECEIVE_PREFETCH_MAX = 64
 REPLY_BATCH = 256
 # The name whose shard keeps the workers' load reports (``P:workers``).
 WORKERS_REGISTRY = "workers"
+# The name whose shard keeps the protocol servers' heartbeats (``P:servers``).
+SERVERS_REGISTRY = "servers"
+# A serialized message larger than this is stored out of line: its body under a key of its
+# own (``P:blob:<token>``) on the shard of the channel, the channel's list carrying a small
+# reference ``{OUT_OF_LINE: [token, read once]}`` that receive() replaces by the message.
+INLINE_MESSAGE_SIZE = 1 << 20
+OUT_OF_LINE = "__channelapp_out_of_line__"
+# A sweep of dead protocol servers: how long its claim holds (seconds), the longest gap between
+# two sweeps (on the registry shard's clock) read as that clock running on, and how many groups
+# one script call goes through.
+SWEEP_LEASE = 300.0
+SWEEP_MAX_GAP = 2.0
+SWEEP_GROUPS_PER_CALL = 100
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_group_full(group: str, full_members: list[str], members: int) -> None:
+    log.warning(
+        "group_send to %r: %d of %d member channel(s) full, message not queued for them: %s",
+        group,
+        len(full_members),
+        members,
+        full_members[:5],
+    )
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -73,23 +119,25 @@ class RedisChannelLayer(BaseChannelLayer):
         *,
         prefix: str = DEFAULT_PREFIX,
         capacity: int = 100,
-        channel_capacity: Mapping[str, int] | None = None,
-        reply_capacity: int = 100_000,
+        channel_capacity: CapacityOverrides | None = None,
+        reply_capacity: int | None = 100_000,
         expiry: float = 60,
         group_expiry: float = 86400,
         password: str | None = None,
         encryption_keys: Sequence[str | bytes] | None = None,
-        max_message_size: int = 1 << 20,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        inline_message_size: int = INLINE_MESSAGE_SIZE,
         max_connections: int = 64,
         ssl_options: dict[str, Any] | None = None,
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
+        process: str | None = None,
     ) -> None:
         if isinstance(hosts, str):  # would be taken as a list of one-character URLs
             raise TypeError("hosts must be a list of URLs, not a string")
         hosts = list(hosts or ["redis://127.0.0.1:6379/0"])
         self.capacity = CapacityPolicy(capacity, channel_capacity)
-        if reply_capacity < 1:
+        if reply_capacity is not None and reply_capacity < 1:
             raise ValueError(f"reply_capacity must be at least 1, got {reply_capacity}")
         self.reply_capacity = reply_capacity
         self.expiry = expiry
@@ -107,13 +155,23 @@ class RedisChannelLayer(BaseChannelLayer):
             for i, url in enumerate(hosts)
         ]
         self._serializer = Serializer(encryption_keys, max_size=max_message_size)
+        self.inline_message_size = inline_message_size
         # Every key name, shard choice and stored encoding (also for sessions and ordering).
         self.keys = KeySpace(prefix, self.shards, self._serializer)
         self.prefix = self.keys.prefix
         self.ring = self.keys.ring
         self._batchers = [SendBatcher(s) for s in self.shards]
         self._expiry_s = max(1, int(expiry))
-        self._process = secrets.token_hex(6)
+        # Names this instance's reply channels; instances given the same one share them. A
+        # server swept as dead while alive goes on under a new one (see server_beat()).
+        self._process = process or secrets.token_hex(6)
+        self._processes = {self._process}  # every name it had: its older sockets keep theirs
+        # Names its marker of the shards' state (shards_that_lost_state()); never changes.
+        self._marker = self._process
+        # False: a message popped from Redis is delivered however long it then waits here.
+        self.expire_fetched = True
+        # Called with (group, full members, member count) when group_send skipped members.
+        self.on_group_full: Callable[[str, list[str], int], None] = _log_group_full
         # Popped, not yet taken: channel name -> (enqueued_at, body, storage key, raw item).
         self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
         self._waiters: set[asyncio.Future[None]] = set()
@@ -129,6 +187,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._last_purge = time.monotonic()
         self.group_full_count = 0
         self._marked: set[int] = set()  # shards holding this process's liveness marker
+        self._beating = False  # server_beat() has registered this process
+        # Shards receive_many() leaves out until then (monotonic): found down, retried later.
+        self._down_until: dict[int, float] = {}
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -148,9 +209,12 @@ class RedisChannelLayer(BaseChannelLayer):
         would make one socket's backlog refuse the others' messages. That list gets
         ``reply_capacity`` for all its channels together; each reply channel's own
         ``capacity`` is enforced by its receiver (the protocol server closes a socket
-        that falls that far behind).
+        that falls that far behind). With ``reply_capacity=None`` the list is bounded by
+        the capacity of the channel sent to, as channels_redis bounds it.
         """
-        return self.reply_capacity if is_process_specific(channel) else self.capacity(channel)
+        if is_process_specific(channel) and self.reply_capacity is not None:
+            return self.reply_capacity
+        return self.capacity(channel)
 
     def _shard(self, name: str) -> Shard:
         return self.keys.shard(name)
@@ -165,20 +229,99 @@ class RedisChannelLayer(BaseChannelLayer):
         body = self._serializer.dumps(message)
         shard_index = self.ring.shard_for(channel)
         sent, full, registry = self._meta_keys()
-        ok = await self._batchers[shard_index].submit(
-            "send",
-            (self._key(channel), sent, full, registry),
-            (
-                self._item(channel, body),
-                self._list_capacity(channel),
-                self._expiry_s,
-                self._counter_name(channel),
-            ),
-        )
+        keys: tuple[str, ...] = (self._key(channel), sent, full, registry)
+        if len(body) > self.inline_message_size:
+            # Stored by the script that queues the reference, and only if it is queued.
+            blob_key, reference = self._out_of_line(once=True)
+            ok = await self.shards[shard_index].eval(
+                "send_blob",
+                (*keys, blob_key),
+                (
+                    self._item(channel, reference),
+                    self._list_capacity(channel),
+                    self._expiry_s,
+                    self._counter_name(channel),
+                    body,
+                    self._blob_ttl_ms(),
+                ),
+            )
+        else:
+            ok = await self._batchers[shard_index].submit(
+                "send",
+                keys,
+                (
+                    self._item(channel, body),
+                    self._list_capacity(channel),
+                    self._expiry_s,
+                    self._counter_name(channel),
+                ),
+            )
         if not ok:
             raise ChannelFull(
                 f"channel {channel!r} is full ({self._list_capacity(channel)} messages)"
             )
+
+    def _out_of_line(self, *, once: bool) -> tuple[str, bytes]:
+        """A new key for a message body stored out of line, and the reference to send.
+
+        The send script stores the body (for the message expiry) when it queues the
+        reference. ``once``: the one receiver deletes it as it reads it; a group's copy,
+        read by every member on its shard, expires instead.
+        """
+        token = secrets.token_hex(16)
+        return self.keys.key("blob", token), self._serializer.dumps({OUT_OF_LINE: [token, once]})
+
+    def _blob_ttl_ms(self) -> int:
+        return max(1, int(self.expiry * 1000))
+
+    async def _in_line(self, channel: str, ref: Any) -> Message | None:
+        """The message an out-of-line reference on ``channel`` stands for; None if it is gone
+        (expired with its message) or unreadable."""
+        token, once = ref
+        key = self.keys.key("blob", str(token))
+        shard = self.shards[self.ring.shard_for(channel)]
+        if once:
+            body = await shard.execute("GETDEL", key)  # Redis 6.2 or later
+        else:
+            body = await shard.execute("GET", key)
+        if body is None:
+            log.error("dropping a large message on %r: it expired before it was read", channel)
+            return None
+        try:
+            return self._serializer.loads(body)
+        except MessageCorrupt as exc:
+            log.error("dropping undecodable message on %r: %s", channel, exc)
+            return None
+
+    async def _whole(self, taken: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
+        """``taken`` with every out-of-line reference replaced by its message, all read at
+        once; a message whose body cannot be read (gone, its shard down) is dropped alone."""
+        refs = [(i, channel, m) for i, (channel, m) in enumerate(taken) if OUT_OF_LINE in m]
+        if not refs:
+            return taken
+        read = await asyncio.gather(
+            *(self._in_line(channel, message[OUT_OF_LINE]) for _, channel, message in refs),
+            return_exceptions=True,
+        )
+        wholes: dict[int, Message | None] = {}
+        for (i, channel, _), whole in zip(refs, read, strict=True):
+            if isinstance(whole, BaseException):
+                if not isinstance(whole, Exception):
+                    raise whole
+                log.error(
+                    "dropping a large message on %r: its body could not be read: %s", channel, whole
+                )
+                whole = None
+            wholes[i] = whole
+        out: list[tuple[str, Message]] = []
+        for i, (channel, message) in enumerate(taken):
+            if i in wholes:
+                whole = wholes[i]
+                if whole is None:
+                    continue
+                message = whole
+            out.append((channel, message))
+        return out
 
     # --- receive --------------------------------------------------------------------------
 
@@ -215,7 +358,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 queue = self._stash.get(channel)
                 while queue:
                     ts, body, _key, _item = queue.popleft()
-                    if now - ts > self.expiry:
+                    if self.expire_fetched and now - ts > self.expiry:
                         continue
                     try:
                         out.append((channel, self._serializer.loads(body)))
@@ -228,15 +371,17 @@ class RedisChannelLayer(BaseChannelLayer):
                     self._stash.pop(channel, None)
                 if len(out) >= limit:
                     break
-        self._purge_stash(now)
+        self._purge_stash(now, channels)
         return out
 
-    def _purge_stash(self, now: float) -> None:
+    def _purge_stash(self, now: float, taking: Sequence[str] = ()) -> None:
         """Drop expired replies for reply channels nobody receives on (no unbounded growth)."""
         if time.monotonic() - self._last_purge < 5:
             return
         self._last_purge = time.monotonic()
         for name in list(self._stash):
+            if not self.expire_fetched and (name in taking or name in self._name_waiters):
+                continue  # fetched for a receiver: kept until it takes it
             queue = self._stash[name]
             while queue and now - queue[0][0] > self.expiry:
                 queue.popleft()
@@ -273,13 +418,43 @@ class RedisChannelLayer(BaseChannelLayer):
         return task
 
     async def _pop_now(self, by_shard: dict[int, list[str]], limit: int) -> None:
-        """One non-blocking batch pop per shard, concurrently; results go to the stash."""
+        """One non-blocking batch pop per shard, concurrently; results go to the stash.
+
+        A shard that cannot be reached is set aside (see :meth:`_reachable`); only when
+        none of them answered is its failure raised.
+        """
         per_shard = max(1, limit // max(1, len(by_shard)))
         tasks = [self._start_pop(i, k, per_shard) for i, k in by_shard.items()]
         results = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        down: list[ShardUnavailable] = []
+        for index, result in zip(by_shard, results, strict=True):
+            if isinstance(result, ShardUnavailable):
+                self._set_aside(index, result)
+                down.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self._back(index)
+        if down and len(down) == len(by_shard):
+            raise down[0]
+
+    def _set_aside(self, index: int, exc: ShardUnavailable) -> None:
+        """Leave shard ``index`` out of receive_many() for BLOCK_SECONDS: the others serve on."""
+        if index not in self._down_until:
+            log.error("receiving from the other shards while this one is down: %s", exc)
+        self._down_until[index] = time.monotonic() + BLOCK_SECONDS
+
+    def _back(self, index: int) -> None:
+        if self._down_until.pop(index, None) is not None:
+            log.info("redis shard %d answers again", index)
+
+    def _reachable(self, by_shard: dict[int, list[str]]) -> dict[int, list[str]]:
+        """The shards of ``by_shard`` not set aside; all of them when every one is."""
+        if not self._down_until:
+            return by_shard
+        now = time.monotonic()
+        live = {i: k for i, k in by_shard.items() if self._down_until.get(i, 0.0) <= now}
+        return live or by_shard
 
     def _start_blocking(self, index: int, keys: list[str]) -> asyncio.Task[None]:
         """A blocking pop that deposits into the stash whenever it returns, even if nobody waits."""
@@ -300,20 +475,33 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._wake_named()
 
         task = asyncio.get_running_loop().create_task(block())
+        # A failure nobody waits for any more (a shard found down meanwhile) is not an error
+        # to report at garbage collection: the next receive hears it from its own pop.
+        task.add_done_callback(_retrieved)
         self._blocking[ident] = task
         return task
 
-    async def _wait(self, tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    async def _wait(self, tasks: dict[int, asyncio.Task[None]], timeout: float) -> None:
+        """Until a blocking pop (one per shard) returns or a deposit wakes us; a shard that
+        failed is set aside, and its failure raised only when every shard failed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
         try:
             # Waiting is cancellable; the blocking pops are not cancelled (they would lose data).
-            await asyncio.wait([*tasks, fut], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [*tasks.values(), fut], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             self._waiters.discard(fut)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        failures: list[BaseException] = []
+        for index, task in tasks.items():
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                if not isinstance(exc, ShardUnavailable):
+                    raise exc
+                self._set_aside(index, exc)
+                failures.append(exc)
+        if failures and len(failures) == len(tasks):
+            raise failures[0]
 
     async def receive_many(
         self,
@@ -321,7 +509,7 @@ class RedisChannelLayer(BaseChannelLayer):
         max_messages: int = 100,
         timeout: float | None = None,
     ) -> list[tuple[str, Message]]:
-        names = [validate_channel_name(c, receive=True) for c in channels]
+        names = [self._receivable(c) for c in channels]
         if not names:
             raise ValueError("receive_many needs at least one channel")
         by_shard = self._keys_by_shard(names)
@@ -331,14 +519,15 @@ class RedisChannelLayer(BaseChannelLayer):
                 raise ChannelLayerError("the channel layer is closing")
             out = self._take(names, max_messages)
             if len(out) < max_messages:
-                await self._pop_now(by_shard, max_messages - len(out))
+                await self._pop_now(self._reachable(by_shard), max_messages - len(out))
                 out += self._take(names, max_messages - len(out))
             if out:
-                return out
+                return await self._whole(out)
             remaining = BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            tasks = [self._start_blocking(i, keys) for i, keys in by_shard.items()]
+            live = self._reachable(by_shard)
+            tasks = {i: self._start_blocking(i, keys) for i, keys in live.items()}
             await self._wait(tasks, min(remaining, BLOCK_SECONDS + 1))
 
     async def receive(self, channel: str) -> Message:
@@ -349,12 +538,18 @@ class RedisChannelLayer(BaseChannelLayer):
         ``RECEIVE_PREFETCH_MAX``), so N receivers cost one round trip, not N. Every
         reply channel of this process (``prefix!*``) shares the reader of its list.
         """
-        validate_channel_name(channel, receive=True)
+        self._receivable(channel)
         key = self._key(channel)
         while True:
             got = self._take([channel], 1)
             if got:
-                return got[0][1]
+                message = got[0][1]
+                if OUT_OF_LINE not in message:
+                    return message
+                whole = await self._in_line(channel, message[OUT_OF_LINE])
+                if whole is not None:
+                    return whole
+                continue
             if self._closing:
                 raise ChannelLayerError("the channel layer is closing")
             reader = self._readers.get(key)
@@ -432,6 +627,26 @@ class RedisChannelLayer(BaseChannelLayer):
     async def new_channel(self, prefix: str = "specific") -> str:
         return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")
 
+    def _receivable(self, channel: str) -> str:
+        """``channel``, if this instance may receive on it. A reply channel (``prefix!x``) is
+        read only by the instance whose :meth:`new_channel` made it: its replies share one
+        list, and another reader would take them from their sockets. A name that no
+        ``new_channel`` makes (``prefix!`` with nothing after it) would wait forever."""
+        validate_channel_name(channel, receive=True)
+        if is_process_specific(channel):
+            prefix = non_local_name(channel)[:-1]
+            if channel == prefix + "!":
+                raise InvalidChannelName(
+                    f"cannot receive on {channel!r}: a reply channel is prefix!name, as "
+                    "new_channel() makes them"
+                )
+            if prefix.rpartition(".")[2] not in self._processes:
+                raise InvalidChannelName(
+                    f"cannot receive on {channel!r}: reply channels are received only by the "
+                    "channel layer instance that made them (new_channel())"
+                )
+        return channel
+
     # --- groups ---------------------------------------------------------------------------
 
     def _group_key(self, group: str) -> str:
@@ -472,11 +687,21 @@ class RedisChannelLayer(BaseChannelLayer):
         members = await self.group_members(group)
         if not members:
             return 0
+        # A large body is stored out of line on each shard whose script queues the reference
+        # (a shard that is down is skipped with its members, as for any message).
+        blob_key, blob, blob_ttl = "", b"", 0
+        if len(body) > self.inline_message_size:
+            blob, blob_ttl = body, self._blob_ttl_ms()
+            blob_key, body = self._out_of_line(once=False)
         sent, full, registry = self._meta_keys()
         per_shard: dict[int, tuple[list[str], list[Any]]] = {}
         for channel in members:
             keys, args = per_shard.setdefault(
-                self.ring.shard_for(channel), ([sent, full, registry], [self._expiry_s])
+                self.ring.shard_for(channel),
+                (
+                    [sent, full, registry, blob_key or self.keys.key("blob", "")],
+                    [self._expiry_s, blob, blob_ttl],
+                ),
             )
             keys.append(self._key(channel))
             args += [
@@ -497,13 +722,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 full_members += [m.decode() if isinstance(m, bytes) else m for m in result]
         if full_members:
             self.group_full_count += len(full_members)
-            log.warning(
-                "group_send to %r: %d of %d member channel(s) full, message not queued for them: %s",
-                group,
-                len(full_members),
-                len(members),
-                full_members[:5],
-            )
+            self.on_group_full(group, full_members, len(members))
         if failure is not None:
             raise failure
         return len(full_members)
@@ -561,6 +780,112 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def forget_worker(self, worker: str) -> None:
         await self._workers_shard().execute("HDEL", self._workers_key(), worker)
+
+    # --- protocol servers' heartbeats -----------------------------------------------------
+
+    async def server_beat(self, ttl: float) -> bool:
+        """Register this process as a live protocol server for ``ttl`` seconds. True when it
+        had been swept as dead meanwhile (its sockets were taken out of their groups: they
+        must reconnect); not when the registry was lost with a restarted shard.
+
+        Once swept, the process goes on under a new name: the reply channels it makes from
+        then on are out of reach of a sweep of the old name that may still be running.
+        """
+        registry = self._shard(SERVERS_REGISTRY)
+        swept = await registry.eval(
+            "server_beat",
+            (self.keys.key("servers"), self.keys.key("server-swept", self._process)),
+            (self._process, max(1, int(ttl * 1000))),
+        )
+        if swept:
+            self._process = secrets.token_hex(6)
+            self._processes.add(self._process)
+            await registry.eval(
+                "server_beat",
+                (self.keys.key("servers"), self.keys.key("server-swept", self._process)),
+                (self._process, max(1, int(ttl * 1000))),
+            )
+        self._beating = True
+        return bool(swept)
+
+    async def forget_server(self) -> None:
+        """Leave the registry (a server that stops normally needs no sweeping)."""
+        if self._beating:
+            await self._shard(SERVERS_REGISTRY).execute(
+                "ZREM", self.keys.key("servers"), self._process
+            )
+            self._beating = False
+
+    async def sweep_dead_servers(
+        self, *, max_gap: float = SWEEP_MAX_GAP, lease: float = SWEEP_LEASE
+    ) -> list[str]:
+        """Clean up after the protocol servers whose heartbeat expired (killed, partitioned).
+
+        Any live process may call it; each dead server is claimed by one caller at a time,
+        which takes its sockets (every reply channel ``name.<process>!...``) out of every
+        group, deletes its reply backlog (nobody will read it) and lets its sockets' session
+        and ordering keys expire within the message expiry. The claim holds for ``lease``
+        seconds and ends once the cleanup is done; a claim whose cleanup failed is claimed
+        again when its lease runs out. A call more than ``max_gap`` seconds after the one
+        before (on the registry shard's clock: it stalled, failed over, restarted) claims
+        nothing and gives every server that much longer. Returns the processes swept.
+        """
+        registry = self._shard(SERVERS_REGISTRY)
+        claims = self.keys.key("servers", "sweeping")
+        dead = await registry.eval(
+            "servers_dead",
+            (self.keys.key("servers"), claims, self.keys.key("servers", "seen")),
+            (
+                self.keys.key("server-swept", ""),
+                max(1, int(self.group_expiry * 1000)),
+                max(1, int(lease * 1000)),
+                max(1, int(max_gap * 1000)),
+            ),
+        )
+        swept = [_text(process) for process in dead]
+        if not swept:
+            return swept
+        removed = await self._sweep_processes(swept)
+        await registry.execute("ZREM", claims, *swept)
+        log.warning(
+            "protocol server(s) %s stopped beating: %d membership(s) of their sockets removed "
+            "from their groups, their replies deleted",
+            ", ".join(swept),
+            removed,
+        )
+        return swept
+
+    async def _sweep_processes(self, processes: Sequence[str]) -> int:
+        """One pass over this app's keys on every shard for all of ``processes``; the group
+        memberships removed."""
+        marks = [f".{process}!" for process in processes]
+        group_start = self._group_key("")
+        removed = 0
+        for shard in self.shards:
+            async with shard.guard("sweeping a dead server's keys"):
+                groups: list[str] = []
+                gone: list[str] = []
+                expiring: list[str] = []
+                async for raw in shard.client.scan_iter(match=self.keys.pattern(), count=1000):
+                    key = _text(raw)
+                    if key.startswith(group_start):
+                        groups.append(key)
+                    elif any(mark in key for mark in marks):
+                        # Its reply lists go; its sockets' sessions, ordering counters and
+                        # parked messages expire soon.
+                        is_list = key.startswith(self.keys.channel_key_start)
+                        (gone if is_list else expiring).append(key)
+            for start in range(0, len(groups), SWEEP_GROUPS_PER_CALL):
+                batch = groups[start : start + SWEEP_GROUPS_PER_CALL]
+                removed += int(await shard.eval("group_sweep", batch, marks))
+            async with shard.guard("sweeping a dead server's keys"):
+                pipe = shard.client.pipeline(transaction=False)
+                for key in expiring:
+                    pipe.expire(key, self._expiry_s)
+                if gone:
+                    pipe.unlink(*gone)
+                await pipe.execute()
+        return removed
 
     async def _statistics(
         self, channels: Iterable[str], *, every_shard: bool, workers: bool = False
@@ -679,12 +1004,17 @@ class RedisChannelLayer(BaseChannelLayer):
         sessions and ordering keys with it. Shards that cannot be reached are skipped
         and checked again on the next call.
         """
-        key = self.keys.key("alive", self._process)
+        key = self.keys.key("alive", self._marker)
 
         async def one(shard: Shard) -> bool:
             # Two commands, not SET ... GET: that needs Redis 6.2. Only this process writes it.
-            old = await shard.execute("GET", key)
-            await shard.execute("SET", key, "1", "EX", ttl)
+            suspect, shard.suspect = shard.suspect, False
+            try:
+                old = await shard.execute("GET", key)
+                await shard.execute("SET", key, "1", "EX", ttl)
+            except BaseException:
+                shard.suspect = shard.suspect or suspect
+                raise
             lost = shard.index in self._marked and old is None
             self._marked.add(shard.index)
             return lost
@@ -694,6 +1024,11 @@ class RedisChannelLayer(BaseChannelLayer):
             if isinstance(result, BaseException) and not isinstance(result, ShardUnavailable):
                 raise result
         return [s.index for s, lost in zip(self.shards, results, strict=True) if lost is True]
+
+    def state_unchecked(self) -> bool:
+        """A shard failed or dropped a connection since shards_that_lost_state() last read it
+        (it may have restarted empty)."""
+        return any(shard.suspect for shard in self.shards)
 
     # --- lifecycle ------------------------------------------------------------------------
 

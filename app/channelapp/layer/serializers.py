@@ -20,6 +20,10 @@ from channelapp.layer.base import ChannelLayerError, MessageTooLarge
 
 _HEADER = struct.Struct("!dB")
 HEADER_SIZE = _HEADER.size
+# The largest serialized message a layer takes. Far above what users send: the protocol
+# server bounds request bodies and frames (max_body_size, max_frame_size), responses stream
+# in chunks, and the Redis layer stores what is larger than 1 MiB out of line.
+MAX_MESSAGE_SIZE = 256 << 20
 
 
 class MessageCorrupt(ChannelLayerError):
@@ -30,7 +34,9 @@ class Serializer:
     """msgpack bodies, Fernet-encrypted when keys are given (the first key encrypts)."""
 
     def __init__(
-        self, encryption_keys: Sequence[str | bytes] | None = None, max_size: int = 1 << 20
+        self,
+        encryption_keys: Sequence[str | bytes] | None = None,
+        max_size: int = MAX_MESSAGE_SIZE,
     ):
         self.max_size = max_size
         self._fernet: MultiFernet | None = None

@@ -21,12 +21,16 @@ log = logging.getLogger("channelapp.layer")
 
 SCRIPT_NAMES = (
     "send",
+    "send_blob",
     "send_batch",
     "send_many",
     "pop_many",
     "stats_all",
     "group_members",
     "worker_beat",
+    "server_beat",
+    "servers_dead",
+    "group_sweep",
 )
 
 
@@ -111,6 +115,13 @@ class Shard:
             connect_timeout=connect_timeout,
             command_timeout=socket_timeout,
         )
+        # The server may have restarted (empty) since its state was last checked: set when it
+        # fails or drops a connection, cleared by the layer's lost-state check.
+        self.suspect = False
+        self.wire.on_lost = self._suspect
+
+    def _suspect(self) -> None:
+        self.suspect = True
 
     @contextlib.asynccontextmanager
     async def guard(self, what: str) -> AsyncIterator[None]:
@@ -121,6 +132,7 @@ class Shard:
                 f"redis shard {self.index} ({self.name}): authentication failed: {exc}"
             ) from exc
         except _DOWN as exc:
+            self.suspect = True
             raise ShardUnavailable(
                 f"redis shard {self.index} ({self.name}) is unavailable during {what}: {exc}"
             ) from exc
@@ -171,6 +183,7 @@ class Shard:
         result = (await self.eval_many([(name, keys, args)]))[0]
         if isinstance(result, Exception):
             if isinstance(result, _DOWN):
+                self.suspect = True
                 raise ShardUnavailable(
                     f"redis shard {self.index} ({self.name}) is unavailable: {result}"
                 )

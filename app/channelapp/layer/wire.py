@@ -19,7 +19,7 @@ import asyncio
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -99,6 +99,8 @@ class MultiplexedConnection:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._reader: Any = None
+        # Called when the server closes the connection (or it breaks): perhaps a restart.
+        self.on_lost: Callable[[], None] | None = None
         self._reset(None)
 
     def _reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -307,6 +309,8 @@ class MultiplexedConnection:
 
     def _lost(self, exc: Exception | None) -> None:
         self._detach(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
+        if self.on_lost is not None:
+            self.on_lost()
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():

@@ -1,5 +1,5 @@
 """The aiohttp protocol server."""
 
-from channelapp.server.protocol import ProtocolServer, run_protocol_server, serve_protocol
+from channelapp.server.protocol import ProtocolServer, run_protocol_async, serve_protocol
 
-__all__ = ["ProtocolServer", "run_protocol_server", "serve_protocol"]
+__all__ = ["ProtocolServer", "run_protocol_async", "serve_protocol"]

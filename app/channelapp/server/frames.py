@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import WebSocketError, WSCloseCode, web
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 _MASK_BIT = 0x80
 _EXTENDED = {126: 2, 127: 8}  # 7-bit length marker -> bytes of extended length
@@ -68,8 +68,30 @@ class MaskedFramesOnly:
         self._reader.feed_eof()
 
 
+def close_code_allowed_on_the_wire(code: int) -> bool:
+    """May a close frame carry ``code`` (RFC 6455 7.4)? 1004, 1005, 1006 and 1015 are
+    reserved for reporting, never sent; 1016-2999 are unassigned; 5000 and up do not exist."""
+    return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
 class MaskedWebSocketResponse(web.WebSocketResponse):
-    """A server-side WebSocket that closes with 1002 on an unmasked client frame."""
+    """A server-side WebSocket that closes with 1002 on an unmasked client frame, and on a
+    client's close frame carrying a code no endpoint may send (answered 1000 otherwise)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(autoclose=False, **kwargs)
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        msg: WSMessage = await super().receive(timeout)
+        if msg.type is WSMsgType.CLOSE and not self.closed:
+            # The closing handshake, answered here rather than by aiohttp (which echoes 1000
+            # whatever the client sent). A close frame without a code reads as 0.
+            code = WSCloseCode.OK
+            if msg.data and not close_code_allowed_on_the_wire(msg.data):
+                code = WSCloseCode.PROTOCOL_ERROR
+                self._close_code = code  # what the application's disconnect says
+            await self.close(code=code, drain=False)
+        return msg
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         # Bytes that came with the handshake go through the check too, not around it.

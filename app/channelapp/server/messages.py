@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from channelapp.spec import WEBSOCKET_REPLIES
+
 
 class BadReply(ValueError):
     """A worker's reply does not follow the message format."""
@@ -87,9 +89,6 @@ def check_response_body(message: Any) -> tuple[bytes, bool]:
     if not isinstance(body, bytes):
         raise BadReply(f"body must be bytes, got {type(body).__name__}")
     return body, bool(message.get("more_body", False))
-
-
-WEBSOCKET_REPLIES = ("websocket.accept", "websocket.send", "websocket.close")
 
 
 def check_websocket_reply(message: Any) -> str:

@@ -20,6 +20,24 @@ def reply_size(message: dict[str, Any]) -> int:
     return len(payload)
 
 
+def frame_over(data: object, limit: int) -> bool:
+    """Is a frame's payload (text counted in UTF-8 bytes) larger than ``limit`` bytes? Text
+    is encoded only when its length alone cannot tell (a UTF-8 character is 1 to 4 bytes)."""
+    if isinstance(data, str):
+        if len(data) > limit:
+            return True
+        if 4 * len(data) <= limit or data.isascii():
+            return False
+        return len(data.encode("utf-8", "surrogatepass")) > limit
+    return isinstance(data, bytes | bytearray) and len(data) > limit
+
+
+def reply_over(message: dict[str, Any], limit: int) -> bool:
+    """Does a ``websocket.send`` reply carry a frame larger than ``limit`` bytes?"""
+    text = message.get("text")
+    return frame_over(text if text is not None else message.get("bytes"), limit)
+
+
 class Outbox:
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         self.max_messages = max_messages

@@ -11,15 +11,16 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 from aiohttp.web_urldispatcher import _default_expect_handler
 
 from channelapp import health, metrics
-from channelapp.layer import BaseChannelLayer, ChannelFull, ShardUnavailable
+from channelapp.layer import BaseChannelLayer, ChannelFull, MessageTooLarge, ShardUnavailable
 from channelapp.security import host_allowed, origin_allowed
-from channelapp.server import lost_state, request_body
+from channelapp.server import edges, lost_state, request_body
 from channelapp.server.frames import MaskedWebSocketResponse
 from channelapp.server.messages import (
     BadReply,
@@ -29,18 +30,21 @@ from channelapp.server.messages import (
     scope,
 )
 from channelapp.server.outbox import reply_size
-from channelapp.server.websocket import TRY_AGAIN_LATER, SocketSession, refusal_reason
-from channelapp.settings import (
+from channelapp.server.websocket import SocketSession, refusal_reason
+from channelapp.settings import Settings
+from channelapp.spec import (
     HTTP_REQUEST,
+    TRY_AGAIN_LATER,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
-    Settings,
+    WebSocketDisconnect,
 )
 from channelapp.startup import listen_error, settings_for, split_layer
 
 log = logging.getLogger("channelapp.server")
 
 MAX_SUBPROTOCOLS = 16  # offered in one handshake; more is refused with 400
+CLOSE_AFTER_REFUSAL = 0.5  # seconds a connection refused mid-upload (413) lingers
 
 
 class _DeclinedSubprotocols(logging.Filter):
@@ -68,8 +72,11 @@ class ProtocolServer:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.app = web.Application(client_max_size=settings.max_body_size)
+        self.app = web.Application(
+            client_max_size=settings.max_body_size, middlewares=[edges.client_errors]
+        )
         # Ready while not draining and the layer answers: without it no request can be served.
+        # The answer is public (the app's port): which shard failed, and why, is only logged.
         self.layer_probe = health.LayerProbe(layer)
         health.add_health_routes(
             self.app,
@@ -77,20 +84,27 @@ class ProtocolServer:
             why_not_ready=lambda: (
                 "shutting down"
                 if self.draining
-                else f"channel layer unavailable: {self.layer_probe.problem}"
+                else "redis unavailable"
+                if self.layer_probe.checked
+                else "starting"
             ),
         )
         self.app.router.add_route("*", "/{tail:.*}", self.handle, expect_handler=self._expect)
 
     # --- sending to the layer ---------------------------------------------------------------
 
-    async def send(self, channel: str, message: dict[str, Any]) -> str | None:
-        """Send; on refusal return the reason ("full" or "unavailable") instead of raising."""
+    async def send(self, channel: str, message: Mapping[str, Any]) -> str | None:
+        """Send; on refusal return the reason ("full", "unavailable" or "too_large") instead
+        of raising."""
         try:
-            await self.layer.send(channel, message)
+            await self.layer.send(channel, message if isinstance(message, dict) else dict(message))
         except ChannelFull:
             metrics.LAYER_SEND_FAILURES.labels(channel, "full").inc()
             return "full"
+        except MessageTooLarge as exc:
+            metrics.LAYER_SEND_FAILURES.labels(channel, "too_large").inc()
+            log.error("cannot send to %s: %s", channel, exc)
+            return "too_large"
         except ShardUnavailable as exc:
             metrics.LAYER_SEND_FAILURES.labels(channel, "unavailable").inc()
             log.error("cannot send to %s: %s", channel, exc)
@@ -134,11 +148,22 @@ class ProtocolServer:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _too_large(self) -> web.StreamResponse:
+    async def _too_large(self, request: web.Request) -> web.StreamResponse:
         refusal = web.Response(
             status=413, text=f"request body larger than {self.settings.max_body_size} bytes\n"
         )
-        refusal.force_close()  # says Connection: close, and closes it
+        refusal.force_close()  # says Connection: close
+        await refusal.prepare(request)
+        await refusal.write_eof()
+        transport = request.transport
+        if transport is not None:
+            # The client may still be sending the body: the end of the answer is said now
+            # (FIN), and the connection dropped a moment later instead of reading the rest
+            # until READ_TIMEOUT, as aiohttp would. Closing at once while bytes still arrive
+            # could reset the connection before the client reads the 413.
+            if transport.can_write_eof():
+                transport.write_eof()
+            asyncio.get_running_loop().call_later(CLOSE_AFTER_REFUSAL, transport.close)
         return self._answer(refusal)
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:
@@ -146,7 +171,7 @@ class ProtocolServer:
         the client uploads it; otherwise aiohttp's own handling (100 Continue)."""
         length = request.content_length
         if length is not None and length > self.settings.max_body_size:
-            return self._too_large()
+            return await self._too_large(request)
         await _default_expect_handler(request)
         return None
 
@@ -185,7 +210,7 @@ class ProtocolServer:
         except TimeoutError:
             return await self._request_timeout(request)
         except request_body.BodyTooLarge:
-            return self._too_large()
+            return await self._too_large(request)
         reply = await self.layer.new_channel("http.response")
         message: dict[str, Any] = {
             "type": HTTP_REQUEST,
@@ -219,7 +244,7 @@ class ProtocolServer:
                 pumps.append(pump)
                 start = await self._reply_or_body_refusal(reply, timeout, pump)
                 if start == "too_large":
-                    return self._too_large()
+                    return await self._too_large(request)
                 if start == "timeout":
                     return await self._request_timeout(request)
                 if start == "gone":
@@ -305,11 +330,15 @@ class ProtocolServer:
 
     async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+        settings = self.settings
+        if not origin_allowed(origin, settings.allowed_origins, settings.allowed_hosts):
             log.info("websocket from origin %.200r refused", origin)
             return self._answer(
                 web.Response(status=403, text=f"origin {origin!r} is not allowed\n")
             )
+        version_refusal = edges.websocket_version_refusal(request)
+        if version_refusal is not None:
+            return self._answer(version_refusal)
         # A handshake aiohttp would refuse must not reach the application: connect would
         # run (groups, session, order keys) for a socket that never opens.
         if not web.WebSocketResponse().can_prepare(request).ok:
@@ -330,6 +359,7 @@ class ProtocolServer:
                 )
             )
         connect = {"type": WEBSOCKET_CONNECT, "subprotocols": protocols, "order": 0, **base}
+        await lost_state.settle(self)  # a shard that may have restarted is checked first
         refused = await self.send(WEBSOCKET_CONNECT, connect)
         if refused:  # connect never queued: nothing to undo
             return await self._close_at_once(request, TRY_AGAIN_LATER, refusal_reason(refused))
@@ -342,11 +372,24 @@ class ProtocolServer:
             log.warning("websocket %s: no accept from a worker in time", request.path)
             await self.disconnect(reply, request.path, code, 1)
             return self._answer(web.Response(status=504, text="no response from the application\n"))
-        except (BadReply, ShardUnavailable) as exc:
+        except ShardUnavailable as exc:  # this server's replies live on a shard that is down
+            log.error("websocket %s: %s", request.path, exc)
+            self.layer_probe.failed(exc)
+            await self.disconnect(reply, request.path, code, 1)
+            return await self._close_at_once(
+                request, TRY_AGAIN_LATER, refusal_reason("unavailable")
+            )
+        except BadReply as exc:
             log.error("websocket %s: %s", request.path, exc)
             await self.disconnect(reply, request.path, code, 1)
             return self._answer(
                 web.Response(status=500, text="malformed response from the application\n")
+            )
+        if kind == "websocket.close" and first.get("code") == TRY_AGAIN_LATER:
+            # Refused for now (the application could not reach the channel layer): 503.
+            await self.disconnect(reply, request.path, TRY_AGAIN_LATER, 1)
+            return self._answer(
+                web.Response(status=503, text="try again later\n", headers={"Retry-After": "1"})
             )
         if kind != "websocket.accept":
             await self.disconnect(reply, request.path, int(first.get("code", 1000)), 1)
@@ -354,7 +397,9 @@ class ProtocolServer:
         subprotocol = first.get("subprotocol")
         ws = MaskedWebSocketResponse(
             protocols=[subprotocol] if isinstance(subprotocol, str) else (),
-            max_msg_size=self.settings.max_frame_size,
+            # aiohttp refuses an uncompressed frame of exactly max_msg_size: one more here, and
+            # the session refuses what is past max_frame_size (SocketSession._read).
+            max_msg_size=self.settings.max_frame_size + 1,
             heartbeat=30,
         )
         try:
@@ -406,16 +451,14 @@ class ProtocolServer:
 
     async def disconnect(self, reply: str, path: str, code: int, order: int) -> None:
         """Tell the application the socket is gone (after every connect that was queued)."""
-        refused = await self.send(
-            WEBSOCKET_DISCONNECT,
-            {
-                "type": WEBSOCKET_DISCONNECT,
-                "reply_channel": reply,
-                "path": path,
-                "code": code,
-                "order": order,
-            },
-        )
+        message: WebSocketDisconnect = {
+            "type": WEBSOCKET_DISCONNECT,
+            "reply_channel": reply,
+            "path": path,
+            "code": code,
+            "order": order,
+        }
+        refused = await self.send(WEBSOCKET_DISCONNECT, message)
         if refused:
             log.error("websocket %s: disconnect of %s not queued (%s)", path, reply, refused)
 
@@ -504,9 +547,3 @@ async def run_protocol_async(app: Any, host: str, port: int) -> None:
         await serve_protocol(settings, layer, host, port, stop=stop)
     finally:
         await layer.close()
-
-
-def run_protocol_server(app_path: str, host: str = "127.0.0.1", port: int = 8000) -> None:
-    from channelapp.loading import load_app
-
-    asyncio.run(run_protocol_async(load_app(app_path), host, port))

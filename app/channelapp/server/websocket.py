@@ -13,37 +13,52 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channelapp import metrics
 from channelapp.layer import ShardUnavailable
+from channelapp.server.frames import close_code_allowed_on_the_wire
+from channelapp.server.host import SocketHost
 from channelapp.server.messages import BadReply, check_websocket_reply
-from channelapp.server.outbox import Outbox
-from channelapp.settings import WEBSOCKET_RECEIVE
-
-if TYPE_CHECKING:
-    from channelapp.server.protocol import ProtocolServer
+from channelapp.server.outbox import Outbox, frame_over, reply_over
+from channelapp.spec import (
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    TOO_SLOW,
+    TRY_AGAIN_LATER,
+    WEBSOCKET_RECEIVE,
+    WebSocketReceive,
+)
 
 log = logging.getLogger("channelapp.server")
 
-TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded
-
 
 def refusal_reason(refused: str) -> str:
-    """The close reason for a message the layer refused ("full" or "unavailable")."""
+    """The close reason for a message the layer refused ("full", "unavailable", "too_large")."""
+    if refused == "too_large":
+        return "message too big"
     return "channel layer unavailable" if refused == "unavailable" else "server busy"
 
 
-TOO_SLOW = 1008  # policy violation: the client does not read its messages fast enough
+def refusal_code(refused: str) -> int:
+    return MESSAGE_TOO_BIG if refused == "too_large" else TRY_AGAIN_LATER
+
+
+def wire_code(code: int) -> int:
+    """``code`` as it may be sent in a close frame: one that only reports a closure locally
+    (1005, 1006, 1015) or is not assigned becomes 1011."""
+    return code if close_code_allowed_on_the_wire(code) else INTERNAL_ERROR
+
+
 CLOSE_GRACE = 2.0  # seconds a closing handshake may take before the connection is cut
 
 
 class SocketSession:
     def __init__(
         self,
-        server: ProtocolServer,
+        server: SocketHost,
         ws: web.WebSocketResponse,
         request: web.Request,
         reply: str,
@@ -100,21 +115,25 @@ class SocketSession:
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
-            self.order += 1
-            event: dict[str, Any] = {
+            if frame_over(msg.data, self.server.settings.max_frame_size):
+                await ws.close(code=MESSAGE_TOO_BIG, message=b"message too big")
+                return MESSAGE_TOO_BIG
+            event: WebSocketReceive = {
                 "type": WEBSOCKET_RECEIVE,
                 "reply_channel": self.reply,
                 "path": self.path,
-                "order": self.order,
+                "order": self.order + 1,
             }
             if msg.type == WSMsgType.TEXT:
                 event["text"] = msg.data
             else:
                 event["bytes"] = msg.data
             refused = await self.server.send(WEBSOCKET_RECEIVE, event)
-            if refused:
-                await ws.close(code=TRY_AGAIN_LATER, message=refusal_reason(refused).encode())
-                return TRY_AGAIN_LATER
+            if refused:  # not queued: its order number goes to the disconnect, leaving no gap
+                code = refusal_code(refused)
+                await ws.close(code=code, message=refusal_reason(refused).encode())
+                return code
+            self.order += 1
         if ws.close_code is not None:
             return ws.close_code
         if isinstance(ws.exception(), Exception):
@@ -137,6 +156,16 @@ class SocketSession:
                 log.error("websocket %s: %s", self.path, exc)
                 await asyncio.sleep(0.5)
                 continue
+            if reply_over(message, self.server.settings.max_frame_size):
+                log.error(
+                    "websocket %s: the application sent a frame larger than max_frame_size "
+                    "(%d bytes); closing with %d",
+                    self.path,
+                    self.server.settings.max_frame_size,
+                    MESSAGE_TOO_BIG,
+                )
+                await self._close_for(writer, MESSAGE_TOO_BIG, "message too big")
+                return
             if not self.outbox.put(message):
                 log.warning(
                     "websocket %s: client too slow (%d message(s), %d bytes waiting); "
@@ -157,6 +186,7 @@ class SocketSession:
 
     async def close(self, code: int, why: str) -> None:
         """Close within ``CLOSE_GRACE`` seconds; a client that takes nothing is cut off."""
+        code = wire_code(code)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_GRACE):
                 await self.ws.close(code=code, message=why.encode())
@@ -176,7 +206,7 @@ class SocketSession:
                     else:
                         await ws.send_bytes(message["bytes"])
                 elif kind == "websocket.close":
-                    await ws.close(code=message.get("code", 1000))
+                    await ws.close(code=wire_code(message.get("code", 1000)))
                     return
         except ConnectionError as exc:  # the client went away; the reader sees it too
             log.info("websocket %s: write failed: %s", self.path, exc)

@@ -16,7 +16,15 @@ from channelapp.application import App
 from channelapp.consumers.body import read_whole_body
 from channelapp.consumers.context import Context
 from channelapp.consumers.http import Request, Response, send_response
-from channelapp.settings import HTTP_REQUEST, WEBSOCKET_CONNECT
+from channelapp.layer import ShardUnavailable
+from channelapp.spec import (
+    HTTP_REQUEST,
+    INTERNAL_ERROR,
+    NORMAL_CLOSURE,
+    TRY_AGAIN_LATER,
+    WEBSOCKET_CONNECT,
+    WEBSOCKET_DISCONNECT,
+)
 from channelapp.sync import is_sync_callable, run_sync
 
 log = logging.getLogger("channelapp.worker")
@@ -72,7 +80,7 @@ async def invoke(app: App, ctx: Context) -> str:
         found = app.router.for_path(message.get("path", "/"), "websocket", channel)
         if found is None:
             if channel == WEBSOCKET_CONNECT:
-                await ctx.reply({"type": "websocket.close", "code": 1000})
+                await ctx.reply({"type": "websocket.close", "code": NORMAL_CLOSURE})
             log.info("no websocket route for %r", message.get("path"))
             return "no_route"
         route, ctx.kwargs = found
@@ -99,14 +107,21 @@ async def invoke(app: App, ctx: Context) -> str:
     return "ok"
 
 
-async def answer_failure(ctx: Context) -> None:
-    """After a consumer raised: HTTP 500, or close the WebSocket with 1011."""
+async def answer_failure(ctx: Context, exc: BaseException | None = None) -> None:
+    """After a consumer raised: HTTP 500, or close the WebSocket with 1011; when it raised
+    because a shard of the channel layer is down, HTTP 503 (Retry-After) or close 1013."""
     if not ctx.reply_channel:
         return
+    unavailable = isinstance(exc, ShardUnavailable)
     if ctx.channel == HTTP_REQUEST:
         if ctx.response_started:
             await ctx.reply({"type": "http.response.abort"})  # the server cuts the stream
+        elif unavailable:
+            response = Response.text("channel layer unavailable, try again\n", 503)
+            response.headers.append(("Retry-After", "1"))
+            await send_response(ctx, response)
         else:
             await send_response(ctx, Response.text("internal server error\n", 500))
-    elif ctx.channel.startswith("websocket.") and ctx.channel != "websocket.disconnect":
-        await ctx.reply({"type": "websocket.close", "code": 1011})
+    elif ctx.channel.startswith("websocket.") and ctx.channel != WEBSOCKET_DISCONNECT:
+        code = TRY_AGAIN_LATER if unavailable else INTERNAL_ERROR
+        await ctx.reply({"type": "websocket.close", "code": code})

@@ -166,7 +166,15 @@ class MemoryOrderingStore:
         self._parked_at.pop(socket, None)
 
 
+# Longest a socket's order keys outlive its last message: after a fault (its disconnect never
+# handled) they are gone within this (a dead protocol server's sockets sooner: the sweep after
+# it expires their keys), and a live socket idle for longer resumes at its next message (see
+# claim.lua). A day: a socket idle that long is rare, and a resumed socket's messages may run
+# out of order while the ones sent before its keys expired are still queued.
+MAX_ORDER_TTL = 86400.0
+
+
 def ordering_store_for(layer: BaseChannelLayer, worker_id: str, ttl: float) -> OrderingStore:
     if isinstance(layer, RedisChannelLayer):
-        return RedisOrderingStore(layer, worker_id, ttl)
+        return RedisOrderingStore(layer, worker_id, min(ttl, MAX_ORDER_TTL))
     return MemoryOrderingStore()

@@ -13,6 +13,7 @@ a scale-down loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -22,9 +23,10 @@ from channelapp import metrics, sync
 from channelapp.application import App
 from channelapp.consumers.asgi import Lifespan, mounts_of
 from channelapp.consumers.context import Context
-from channelapp.layer import BaseChannelLayer, ShardUnavailable, WorkerReport
+from channelapp.layer import BaseChannelLayer, RedisChannelLayer, ShardUnavailable, WorkerReport
 from channelapp.sessions import session_store_for
 from channelapp.settings import Settings
+from channelapp.spec import WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from channelapp.worker.dispatch import answer_failure, invoke
 from channelapp.worker.liveness import Liveness
 from channelapp.worker.ordering import RedisOrderingStore, ordering_store_for
@@ -83,21 +85,44 @@ class Worker:
         interval = self.settings.worker_report_interval
         ttl = max(self.settings.worker_report_ttl, 2 * interval)
         warned = False
-        while True:
-            try:
-                await self.layer.report_worker(self.id, self.report(), ttl)
-                if warned:
-                    log.info("publishing the worker's load for the autoscaler again")
-                warned = False
-            except Exception as exc:  # any failure (OOM, READONLY, a lost shard): retry, say once
-                if not warned:
-                    log.warning(
-                        "could not publish the worker's load for the autoscaler "
-                        "(it stops counting this worker until this works again): %s",
-                        exc,
-                    )
-                warned = True
-            await asyncio.sleep(interval)
+        sweeping: asyncio.Task[None] | None = None
+        try:
+            while True:
+                # The sweep runs on its own: a long one must not delay the load reports.
+                if sweeping is None or sweeping.done():
+                    sweeping = asyncio.create_task(self._sweep_dead_servers())
+                try:
+                    await self.layer.report_worker(self.id, self.report(), ttl)
+                    if warned:
+                        log.info("publishing the worker's load for the autoscaler again")
+                    warned = False
+                except (
+                    Exception
+                ) as exc:  # any failure (OOM, READONLY, a lost shard): retry, say once
+                    if not warned:
+                        log.warning(
+                            "could not publish the worker's load for the autoscaler "
+                            "(it stops counting this worker until this works again): %s",
+                            exc,
+                        )
+                    warned = True
+                await asyncio.sleep(interval)
+        finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+
+    async def _sweep_dead_servers(self) -> None:
+        """Protocol servers that died: their sockets leave their groups (see the layer)."""
+        if not isinstance(self.layer, RedisChannelLayer):
+            return
+        try:
+            await self.layer.sweep_dead_servers()
+        except ShardUnavailable as exc:  # the protocol servers sweep too; next time
+            log.debug("sweeping after dead protocol servers failed: %s", exc)
+        except Exception:  # its lease runs out and it is claimed again
+            log.exception("sweeping after dead protocol servers failed")
 
     async def run(self) -> None:
         runtime = sync.Runtime(
@@ -202,7 +227,7 @@ class Worker:
         while current is not None:
             kind = current.get("type", channel)
             await self._run(kind, current)
-            if kind == "websocket.disconnect":
+            if kind == WEBSOCKET_DISCONNECT:
                 await self.ordering.forget(socket)
                 return
             current = await self.ordering.advance(socket, int(current["order"]))
@@ -234,7 +259,7 @@ class Worker:
                         self.park_timeout,
                     )
                 task = asyncio.create_task(
-                    self._handle(message.get("type", "websocket.receive"), message)
+                    self._handle(message.get("type", WEBSOCKET_RECEIVE), message)
                 )
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
@@ -246,11 +271,11 @@ class Worker:
         self.running += 1
         try:
             outcome = await invoke(self.app, ctx)
-        except Exception:
+        except Exception as exc:
             outcome = "error"
             log.exception("consumer for %s failed", channel)
             try:
-                await answer_failure(ctx)
+                await answer_failure(ctx, exc)
             except Exception as exc:
                 log.error("could not answer the failure on %s: %s", channel, exc)
         finally:

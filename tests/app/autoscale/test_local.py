@@ -4,16 +4,20 @@ growing and shrinking with the queue (it starts its own redis-server)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from channelapp.autoscale import local
 
 from tests.support.redis_fixtures import free_port
 
@@ -125,3 +129,80 @@ async def test_a_steady_load_holds_a_steady_pool(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+
+
+def children_of(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out.update(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a parent to reap it counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def port_served(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def test_children_die_with_a_run_killed_by_sigkill(tmp_path: Path) -> None:
+    """Protocol server, workers and the private redis-server go when ``channelapp run`` is
+    SIGKILLed (no chance to stop them itself), and the port is free again."""
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    proc = start_run(port, log_path, "--autoscale", "2..2")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 20
+        while len(children := children_of(proc.pid)) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert len(children) == 4, (children, log_path.read_text()[-3000:])  # redis, proto, 2 w
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not any(alive(c) for c in children) and not port_served(port):
+                break
+            await asyncio.sleep(0.1)
+        left = [c for c in children if alive(c)]
+        assert not left and not port_served(port), (left, log_path.read_text()[-3000:])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_children_are_started_without_code_run_between_fork_and_exec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``preexec_fn`` is unsafe once the parent has threads: the death signal is set by the
+    child's own first program, which then execs the worker (same process)."""
+    started: list[tuple[list[str], dict[str, Any]]] = []
+
+    def popen(cmd: list[str], **kwargs: Any) -> Any:
+        started.append((cmd, kwargs))
+        return None
+
+    monkeypatch.setattr(local.subprocess, "Popen", popen)
+    local.WorkerPool("channelapp.examples.chat:app", {}).resize(1)
+    ((cmd, kwargs),) = started
+    assert "preexec_fn" not in kwargs
+    if sys.platform.startswith("linux"):
+        assert cmd[:2] == [sys.executable, "-I"] and cmd[4] == str(os.getpid())
+        assert cmd[5:] == [
+            sys.executable,
+            "-m",
+            "channelapp",
+            "worker",
+            "channelapp.examples.chat:app",
+        ]

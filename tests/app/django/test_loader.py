@@ -11,6 +11,8 @@ import json
 import subprocess
 
 import pytest
+from channelapp.django.loader import settings_from_django
+from channelapp.loading import AppLoadError
 
 from tests.support.django_fixtures import DJANGO_SETTINGS, DjangoProject, run_python
 
@@ -51,6 +53,20 @@ def test_the_django_setting_channelapp_gives_the_apps_settings(
     assert settings["max_frame_size"] == 65536
     assert settings["allowed_origins"] == ["http://allowed.example"]
     assert settings["max_body_size"] == 1024 * 1024  # the rest keep channelapp's defaults
+
+
+def test_the_projects_allowed_hosts_apply_to_sockets(django_project: DjangoProject) -> None:
+    settings = django_project.probe("load", DJANGO_SETTINGS)["settings"]
+    assert settings["allowed_hosts"] == ["127.0.0.1", "localhost"]  # settings.py's ALLOWED_HOSTS
+
+
+def test_allowed_hosts_come_from_django_unless_channelapp_names_them() -> None:
+    assert settings_from_django(None, ["mysite.example"]).allowed_hosts == ["mysite.example"]
+    both = settings_from_django({"allowed_hosts": ["a.example"]}, ["b.example"])
+    assert both.allowed_hosts == ["a.example"]
+    assert settings_from_django(None, []).allowed_hosts == []  # pages of this machine only
+    with pytest.raises(AppLoadError, match="ALLOWED_HOSTS"):
+        settings_from_django(None, "mysite.example")
 
 
 def test_channelapp_variables_apply_on_top_of_the_django_setting(
@@ -186,7 +202,7 @@ def test_without_django_installed_the_refusal_says_how_to_install_it() -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == (
         f"channelapp: 'django:{DJANGO_SETTINGS}' needs Django installed: "
-        "pip install 'channelapp[django]'"
+        "pip install 'django>=4.2' (from a channelapp checkout: pip install -e '.[django]')"
     )
 
 

@@ -7,6 +7,7 @@ channels_redis users does not happen here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,10 +15,13 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from channelapp.layer import ChannelLayerError, RedisChannelLayer, ShardUnavailable
+from channelapp.layer import ChannelFull, ChannelLayerError, RedisChannelLayer, ShardUnavailable
+from channelapp.layer.names import InvalidChannelName
 from channelapp.layer.redis import BLOCK_SECONDS
 from channelapp.layer.sharding import HashRing
 from cryptography.fernet import Fernet
@@ -83,6 +87,42 @@ async def test_reply_channel_reaches_the_right_process(redis_server: RedisServer
     finally:
         await a.close()
         await b.close()
+
+
+async def test_only_the_instance_that_made_a_reply_channel_receives_on_it(
+    redis_server: RedisServer,
+) -> None:
+    """As channels_redis asserts: another instance cannot take a process's replies."""
+    a = RedisChannelLayer([redis_server.url])
+    b = RedisChannelLayer([redis_server.url])
+    try:
+        ca = await a.new_channel("reply")
+        await b.send(ca, {"for": "a"})
+        with pytest.raises(InvalidChannelName, match="made them"):
+            await asyncio.wait_for(b.receive(ca), 2)
+        with pytest.raises(InvalidChannelName, match="made them"):
+            await asyncio.wait_for(b.receive_many([ca], timeout=0.1), 2)
+        foreign = "websocket.send.0123456789ab!x"  # another process's prefix, well formed
+        with pytest.raises(InvalidChannelName):
+            await asyncio.wait_for(a.receive(foreign), 2)
+        assert await asyncio.wait_for(a.receive(ca), 2) == {"for": "a"}  # still there for a
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("name", ["reply!", "!x", "noprocess!x", "a.b!"])
+async def test_receive_on_a_malformed_reply_name_raises_instead_of_waiting(
+    redis_server: RedisServer, name: str
+) -> None:
+    layer = RedisChannelLayer([redis_server.url])
+    try:
+        own = f"reply.{(await layer.new_channel()).split('!')[0].rpartition('.')[2]}!"
+        for bad in (name, own):  # this instance's own bare prefix too: no reply is sent there
+            with pytest.raises(InvalidChannelName):
+                await asyncio.wait_for(layer.receive(bad), 2)
+    finally:
+        await layer.close()
 
 
 async def test_reply_channel_across_real_processes(redis_server: RedisServer) -> None:
@@ -442,3 +482,278 @@ def test_every_key_name_starts_with_the_layer_prefix() -> None:
     assert all(n.startswith("shop.a:") for n in names), names
     assert keys.channel("websocket.send.p!x") == "shop.a:ch:websocket.send.p!"
     assert keys.channel_name(keys.channel("http.request")) == "http.request"
+
+
+@pytest.mark.parametrize("killed", [0, 1])
+async def test_receive_many_serves_on_while_one_shard_is_down(killed: int) -> None:
+    """A worker consuming channels of two shards keeps taking the live shard's messages when
+    the other is killed; only with every shard down is ShardUnavailable raised."""
+    ring = HashRing(2)
+    names = [f"work.k{i}" for i in range(20)]
+    on = {s: next(n for n in names if ring.shard_for(n) == s) for s in (0, 1)}
+    with redis_servers(2) as servers:
+        layer = RedisChannelLayer([s.url for s in servers])
+        try:
+            assert await layer.receive_many(list(on.values()), timeout=0.1) == []
+            proc = servers[killed].proc
+            assert proc is not None
+            proc.kill()
+            proc.wait()
+            live = on[1 - killed]
+            for n in range(3):
+                await layer.send(live, {"n": n})
+                t0 = time.monotonic()
+                got = await layer.receive_many(list(on.values()), timeout=5)
+                assert got == [(live, {"n": n})]
+                assert time.monotonic() - t0 < 1.0
+            servers[1 - killed].stop()
+            with pytest.raises(ShardUnavailable):
+                await asyncio.wait_for(layer.receive_many(list(on.values()), timeout=5), 10)
+        finally:
+            await layer.close()
+
+
+async def test_large_messages_are_stored_out_of_line_and_cleaned_up(
+    redis_shards: list[RedisServer],
+) -> None:
+    """Past 1 MiB a message's body is a key of its own on its channel's shard; the list holds
+    a small reference. A message to one channel is deleted once read; a group's copies expire.
+    Encrypted like every stored message."""
+    layer = RedisChannelLayer(
+        [s.url for s in redis_shards], expiry=5, encryption_keys=[Fernet.generate_key()]
+    )
+    big = {"type": "websocket.send", "bytes": bytes(range(256)) * (12 << 12)}  # 3 MiB
+    try:
+        await layer.send("work.large", big)
+        await layer.send("work.large", {"after": 1})
+        shard = redis_shards[layer.ring.shard_for("work.large")]
+        client = aioredis.from_url(shard.url)
+        try:
+            items = await client.lrange(layer.keys.channel("work.large"), 0, -1)
+            assert len(items) == 2 and max(len(i) for i in items) < 1024
+            (blob,) = await client.keys(layer.keys.key("blob", "*"))
+            assert bytes(range(256)) * 16 not in await client.get(blob)  # sealed
+            assert await layer.receive("work.large") == big
+            assert await layer.receive("work.large") == {"after": 1}
+            assert await client.keys(layer.keys.key("blob", "*")) == []
+        finally:
+            await client.aclose()
+        members = [f"work.m{i}" for i in range(12)]
+        assert len({layer.ring.shard_for(m) for m in members}) == 3
+        for member in members:
+            await layer.group_add("large", member)
+        await layer.group_send("large", big)
+        got = await layer.receive_many(members, max_messages=100, timeout=2)
+        while len(got) < len(members):
+            more = await layer.receive_many(members, max_messages=100, timeout=2)
+            assert more, len(got)
+            got += more
+        assert sorted(c for c, _ in got) == sorted(members)
+        assert all(m == big for _, m in got)
+    finally:
+        await layer.close()
+
+
+async def test_a_protocol_server_swept_while_alive_is_told_and_a_restart_is_not_a_sweep(
+    redis_server: RedisServer,
+) -> None:
+    server = RedisChannelLayer([redis_server.url])
+    sweeper = RedisChannelLayer([redis_server.url])
+    try:
+        reply = await server.new_channel("websocket.send")
+        await server.group_add("room", reply)
+        await server.send(reply, {"text": "backlog"})
+        assert await server.server_beat(0.05) is False
+        deadline = time.monotonic() + 10
+        while not (swept := await sweeper.sweep_dead_servers()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert swept == [server._process]
+        assert await sweeper.group_members("room") == []
+        assert await server.channel_statistics(reply) == await sweeper.channel_statistics(reply)
+        assert (await sweeper.channel_statistics(reply))["messages_pending"] == 0
+        assert await sweeper.sweep_dead_servers() == []  # claimed once
+        assert await server.server_beat(10) is True  # told: its sockets must reconnect
+        assert await server.server_beat(10) is False
+        redis_server.restart()  # the registry is gone with the data: not a sweep
+        beats: list[bool] = []
+        for _ in range(3):  # the first may meet the connection the restart broke
+            with contextlib.suppress(ShardUnavailable):
+                beats.append(await server.server_beat(10))
+        assert beats and not any(beats), beats
+    finally:
+        await server.close()
+        await sweeper.close()
+
+
+async def test_a_stalled_registry_shard_does_not_sweep_live_servers(
+    redis_server: RedisServer,
+) -> None:
+    """The registry's clock jumps (the shard stalled, failed over, restarted with old data):
+    deadlines that passed meanwhile say nothing about the servers, none is swept."""
+    server = RedisChannelLayer([redis_server.url])
+    sweeper = RedisChannelLayer([redis_server.url])
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        reply = await server.new_channel("websocket.send")
+        await server.group_add("room", reply)
+        assert await server.server_beat(5.0) is False
+        assert await sweeper.sweep_dead_servers() == []
+        # Everything the registry holds dates from 6 s ago, as after a 6 s stall.
+        servers, seen = server.keys.key("servers"), server.keys.key("servers", "seen")
+        await client.zincrby(servers, -6000, server._process)
+        await client.decrby(seen, 6000)
+        assert await sweeper.sweep_dead_servers() == []
+        assert await sweeper.sweep_dead_servers() == []  # its deadline moved on by the gap
+        assert await sweeper.group_members("room") == [reply]
+        assert await server.server_beat(5.0) is False
+    finally:
+        await client.aclose()
+        await server.close()
+        await sweeper.close()
+
+
+async def test_a_server_swept_while_alive_keeps_the_sockets_it_opens_afterwards(
+    redis_server: RedisServer,
+) -> None:
+    server = RedisChannelLayer([redis_server.url])
+    sweeper = RedisChannelLayer([redis_server.url])
+    try:
+        old = await server.new_channel("websocket.send")
+        await server.group_add("room", old)
+        assert await server.server_beat(0.05) is False
+        assert await sweeper.sweep_dead_servers() == []  # the first call only starts the clock
+        original = sweeper._sweep_processes
+        new: list[str] = []
+
+        async def revived_meanwhile(processes: Sequence[str]) -> int:
+            # The stalled server resumes while the sweep after it is under way.
+            assert await server.server_beat(5.0) is True
+            new.append(await server.new_channel("websocket.send"))
+            await server.group_add("room", new[0])
+            await server.send(new[0], {"type": "websocket.accept"})
+            return await original(processes)
+
+        sweeper._sweep_processes = revived_meanwhile  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        while not await sweeper.sweep_dead_servers():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert await sweeper.group_members("room") == new
+        assert await server.receive(new[0]) == {"type": "websocket.accept"}
+        await server.receive_many([old], timeout=0)  # its old sockets' names stay its own
+        assert await server.server_beat(5.0) is False
+    finally:
+        await server.close()
+        await sweeper.close()
+
+
+async def test_a_sweep_that_fails_is_claimed_again_when_its_lease_runs_out(
+    redis_server: RedisServer,
+) -> None:
+    server = RedisChannelLayer([redis_server.url])
+    failing = RedisChannelLayer([redis_server.url])
+    sweeper = RedisChannelLayer([redis_server.url])
+    try:
+        reply = await server.new_channel("websocket.send")
+        await server.group_add("room", reply)
+        assert await server.server_beat(0.05) is False
+        assert await failing.sweep_dead_servers() == []  # the first call only starts the clock
+
+        async def fail(processes: Sequence[str]) -> int:
+            raise ShardUnavailable("a shard went away mid-sweep")
+
+        failing._sweep_processes = fail  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        while True:
+            assert time.monotonic() < deadline
+            try:
+                assert await failing.sweep_dead_servers(lease=60) == []
+            except ShardUnavailable:
+                break
+            await asyncio.sleep(0.05)
+        assert await sweeper.sweep_dead_servers() == []  # claimed: one sweeper at a time
+        assert await sweeper.group_members("room") == [reply]
+        # The lease runs out: the next sweeper takes the claim over and finishes it.
+        claims = server.keys.key("servers", "sweeping")
+        await sweeper.shards[0].execute("ZINCRBY", claims, -61_000, server._process)
+        assert await sweeper.sweep_dead_servers() == [server._process]
+        assert await sweeper.group_members("room") == []
+        assert await sweeper.shards[0].execute("ZCARD", claims) == 0
+        assert await sweeper.sweep_dead_servers() == []
+    finally:
+        await server.close()
+        await failing.close()
+        await sweeper.close()
+
+
+async def test_a_refused_large_message_leaves_no_body_behind(
+    redis_server: RedisServer,
+) -> None:
+    layer = RedisChannelLayer([redis_server.url], capacity=1, inline_message_size=100)
+    big = {"type": "x", "bytes": b"\0" * 1000}
+    client = aioredis.from_url(redis_server.url)
+    try:
+        await layer.send("work.full", {"type": "x"})
+        with pytest.raises(ChannelFull):
+            await layer.send("work.full", big)
+        await layer.group_add("room", "work.full")
+        assert await layer.group_send("room", big) == 1  # its one member is full
+        assert await client.keys(layer.keys.key("blob", "*")) == []
+        calls = await command_calls(redis_server, "evalsha")
+        await layer.send("work.free", big)  # one round trip: the body goes with the send
+        assert await command_calls(redis_server, "evalsha") == calls + 1
+        assert await layer.receive("work.free") == big
+        assert await command_calls(redis_server, "getdel") == 1  # read and deleted at once
+        assert await client.keys(layer.keys.key("blob", "*")) == []
+    finally:
+        await client.aclose()
+        await layer.close()
+
+
+async def test_a_large_message_whose_body_cannot_be_read_is_dropped_alone(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer = RedisChannelLayer([redis_server.url], inline_message_size=100)
+    in_line = layer._in_line
+
+    async def failing(channel: str, ref: Any) -> Any:
+        if channel == "work.b":
+            raise ShardUnavailable("the body's shard went away")
+        return await in_line(channel, ref)
+
+    monkeypatch.setattr(layer, "_in_line", failing)
+    try:
+        for channel in ("work.a", "work.b", "work.c"):
+            await layer.send(channel, {"type": "x", "bytes": channel.encode() * 100})
+        got = await layer.receive_many(["work.a", "work.b", "work.c"], timeout=2)
+        assert sorted(c for c, _ in got) == ["work.a", "work.c"]
+    finally:
+        await layer.close()
+
+
+async def test_a_large_group_message_reaches_the_members_on_live_shards(
+    redis_shards: list[RedisServer],
+) -> None:
+    layer = RedisChannelLayer([s.url for s in redis_shards], inline_message_size=100)
+    big = {"type": "x", "bytes": b"\1" * 1000}
+    try:
+        members = [f"work.m{i}" for i in range(12)]
+        assert len({layer.ring.shard_for(m) for m in members}) == 3
+        for member in members:
+            await layer.group_add("room", member)
+        group_shard = layer.ring.shard_for("room")
+        down = (group_shard + 1) % 3
+        redis_shards[down].stop()
+        with pytest.raises(ShardUnavailable):
+            await layer.group_send("room", big)
+        live = [m for m in members if layer.ring.shard_for(m) != down]
+        got = await layer.receive_many(live, max_messages=100, timeout=2)
+        while len(got) < len(live):
+            more = await layer.receive_many(live, max_messages=100, timeout=2)
+            assert more, len(got)
+            got += more
+        assert sorted(c for c, _ in got) == sorted(live)
+        assert all(m == big for _, m in got)
+    finally:
+        await layer.close()

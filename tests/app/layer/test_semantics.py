@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from channelapp.layer import BaseChannelLayer, ChannelFull, InvalidChannelName, MessageTooLarge
+from channelapp.layer import (
+    BaseChannelLayer,
+    ChannelFull,
+    InMemoryChannelLayer,
+    InvalidChannelName,
+    MessageTooLarge,
+    RedisChannelLayer,
+)
 
 
 async def test_fifo_order(layer: BaseChannelLayer) -> None:
@@ -141,9 +148,26 @@ async def test_malformed_messages_are_refused(layer: BaseChannelLayer, message: 
     assert (await layer.channel_statistics("work.bad"))["messages_pending"] == 0
 
 
-async def test_oversized_message_is_refused(layer: BaseChannelLayer) -> None:
-    with pytest.raises(MessageTooLarge):
-        await layer.send("work.big", {"blob": b"x" * (2 << 20)})
+async def test_a_message_larger_than_a_redis_item_travels_whole(layer: BaseChannelLayer) -> None:
+    big = {"blob": bytes(range(256)) * (12 << 12), "text": "é" * (1 << 20)}  # 3 MiB + 2 MiB
+    await layer.send("work.big", big)
+    await layer.send("work.big", {"after": 1})
+    assert await layer.receive("work.big") == big
+    assert await layer.receive("work.big") == {"after": 1}
+
+
+async def test_message_past_the_layer_limit_is_refused(layer: BaseChannelLayer) -> None:
+    limited: BaseChannelLayer = (
+        RedisChannelLayer([s.url for s in layer.shards], max_message_size=3 << 20)
+        if isinstance(layer, RedisChannelLayer)
+        else InMemoryChannelLayer(max_message_size=3 << 20)
+    )
+    try:
+        with pytest.raises(MessageTooLarge):
+            await limited.send("work.big", {"blob": b"x" * (4 << 20)})
+        assert (await limited.channel_statistics("work.big"))["messages_pending"] == 0
+    finally:
+        await limited.close()
 
 
 async def test_statistics(layer: BaseChannelLayer) -> None:

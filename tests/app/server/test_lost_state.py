@@ -83,3 +83,38 @@ async def test_sockets_are_closed_with_1012_when_their_shard_restarts_empty(
                 msg = await asyncio.wait_for(ws.receive(), 10)
                 assert json.loads(msg.data)["message"] == "back"
                 await ws.close()
+
+
+async def test_sockets_opened_after_a_restart_are_not_closed_for_the_loss(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A client closed 1013 by a shard's outage reconnects as soon as it is back (empty) and
+    talks: the loss is found before its new socket opens, so that socket is not closed (1012)
+    for a loss that predates it, and loses nothing."""
+    env = {"CHANNELAPP_REDIS_URLS": redis_server.url}
+    with running(
+        AppProcess("protocol", CHAT, env, tmp_path), AppProcess("worker", CHAT, env, tmp_path)
+    ) as (proto, _worker):
+        url = f"{proto.url}/ws/chat/again/"
+        async with aiohttp.ClientSession() as http:
+            old = await http.ws_connect(url)
+            await wait_for_group([redis_server], "chat.again")
+            redis_server.stop()
+            await old.send_json({"user": "a", "message": "into the outage"})
+            closed = await old.receive(timeout=15)
+            assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1013), closed
+            redis_server.start()  # same port, empty; the client reconnects at once
+            new = [await http.ws_connect(url) for _ in range(3)]
+            await wait_for_group([redis_server], "chat.again")
+            for n, ws in enumerate(new):
+                await ws.send_json({"user": "a", "message": f"back {n}"})
+                for each in new:
+                    msg = await each.receive(timeout=10)
+                    assert msg.type == aiohttp.WSMsgType.TEXT, (n, msg)
+                    assert json.loads(msg.data)["message"] == f"back {n}"
+            # Past two lost-state checks (one a second): no second close.
+            for ws in new:
+                with pytest.raises(asyncio.TimeoutError):
+                    await ws.receive(timeout=2.5)
+                assert not ws.closed
+                await ws.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +26,8 @@ from channelapp.consumers import (
     Response,
     StreamingResponse,
     SyncJsonWebsocketConsumer,
+    SyncWebsocketConsumer,
+    WebsocketConsumer,
 )
 from channelapp.consumers.context import SyncContext
 from channelapp.routing import channel, path
@@ -247,3 +251,72 @@ async def test_a_streamed_body_reaches_a_consumer_whole() -> None:
         async with aiohttp.ClientSession() as client:
             async with client.post(served.url + "/size", data=body) as response:
                 assert await response.json() == {"length": len(body), "tail": "tail"}
+
+
+async def test_an_async_action_called_without_await_in_sync_code_raises() -> None:
+    """``request.ctx.send(...)`` in a plain def would create a coroutine nobody awaits and
+    send nothing; it raises naming the blocking form, and ``ctx.sync`` does the work."""
+    said: list[str] = []
+
+    def forgetful(request: Request) -> Response:
+        try:
+            request.ctx.send("notes", {"type": "notes", "note": "lost"})  # type: ignore[unused-coroutine]
+        except RuntimeError as exc:
+            said.append(str(exc))
+            raise
+        return Response.text("sent")
+
+    def blocking(request: Request) -> Response:
+        request.ctx.sync.send("notes", {"type": "notes", "note": "kept"})
+        return Response.text("sent")
+
+    app = App(
+        [
+            path("/forgetful", forgetful, protocol="http"),
+            path("/blocking", blocking, protocol="http"),
+        ]
+    )
+    async with serving(app) as served:
+        assert await get_all(served.url + "/forgetful", 1) == [(500, "internal server error\n")]
+        assert await get_all(served.url + "/blocking", 1) == [(200, "sent")]
+        got = await asyncio.wait_for(served.layer.receive("notes"), 10)
+    assert got["note"] == "kept"
+    assert said and "ctx.sync.send(" in said[0]
+
+
+class PlainDefInAsyncConsumer(WebsocketConsumer):
+    def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:  # type: ignore[override]
+        self.send(text=text)  # type: ignore[unused-coroutine]
+
+
+class AsyncDefInSyncConsumer(SyncWebsocketConsumer):
+    async def receive(self, text: str | None = None, bytes: bytes | None = None) -> None:  # type: ignore[override]
+        self.send(text=text)
+
+
+@pytest.mark.parametrize("consumer", [PlainDefInAsyncConsumer, AsyncDefInSyncConsumer])
+async def test_a_handler_of_the_other_kind_closes_the_socket_with_an_error(
+    consumer: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App([path("/ws/", consumer, protocol="websocket")])
+    async with serving(app) as served, aiohttp.ClientSession() as client:
+        ws = await client.ws_connect(served.url + "/ws/")
+        await ws.send_str("echo?")
+        closed = await asyncio.wait_for(ws.receive(), 10)
+    assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1011)
+    errors = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], TypeError)]
+    assert errors and f"{consumer.__name__}.receive is" in str(errors[0].exc_info[1])
+
+
+async def test_the_readmes_sync_consumers_example_runs() -> None:
+    """The README's example, as written: a sync HTTP function sends with ``ctx.sync`` to a
+    custom channel, whose sync consumer sends on."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    [example] = [b for b in blocks if "def thumbnail(message, ctx)" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    async with serving(namespace["app"]) as served:
+        assert await get_all(served.url + "/report/", 1) == [(200, '{"rows": 3}')]
+        done = await asyncio.wait_for(served.layer.receive("thumbnails.done"), 10)
+    assert done == {"id": 3}

@@ -5,8 +5,16 @@
 -- (sorted set, score = order), KEYS[3] sockets with parked messages (set)
 -- ARGV[1] order, ARGV[2] packed message, ARGV[3] ttl seconds, ARGV[4] worker id, ARGV[5] socket
 -- Returns 1 (run it) or 0 (parked).
+-- A socket whose state is gone (it expired: nothing ran for the ttl, an idle socket) resumes
+-- at the message that comes, from its second on: no predecessor of it is running or parked.
+-- Its first (order 1) still waits, as it may be the disconnect of a connect not run yet.
+local order = tonumber(ARGV[1])
 local expected = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-if tonumber(ARGV[1]) <= expected then
+if order > 1 and redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
+  expected = order
+  redis.call('HSET', KEYS[1], 'next', order)
+end
+if order <= expected then
   redis.call('HSET', KEYS[1], 'running', ARGV[1], 'owner', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   return 1
