@@ -73,12 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checks that the operator still holds its permissions "
         "(/readyz fails while one is missing; a refused call checks again at once)",
     )
+    p.add_argument(
+        "--dials-per-second",
+        type=float,
+        default=50.0,
+        help="connection attempts to the apps' Redis shards per second, all apps together",
+    )
+    p.add_argument(
+        "--dials-per-destination-per-second",
+        type=float,
+        default=2.0,
+        help="connection attempts per second to any one host:port, all apps together",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
 async def run(args: argparse.Namespace) -> None:
-    from channelapp_operator import handlers
+    from channelapp_operator import dial_manners, handlers
     from channelapp_operator import permissions as perms
     from channelapp_operator.kube import Kube, load_config
     from channelapp_operator.peering import PeeringCheck
@@ -87,6 +99,8 @@ async def run(args: argparse.Namespace) -> None:
     load_config()
     handlers.HEARTBEAT.max_silence = args.liveness_timeout
     handlers.PEERING_LIFETIME = max(2, args.peering_lifetime)
+    dial_manners.SHARED.rate = max(0.1, args.dials_per_second)
+    dial_manners.SHARED.per_destination = max(0.1, args.dials_per_destination_per_second)
     priority = args.priority
     if priority is None:
         priority = 0 if args.standalone else random.SystemRandom().randint(1, 2**31 - 1)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import logging
 import secrets
 from typing import Any
 
 import kopf
 
-from channelapp_operator import apply_failures, builders, metrics
+from channelapp_operator import apply_failures, builders, dial_manners, metrics
 from channelapp_operator import names as n
 from channelapp_operator.api_errors import ChildApplyError, describe
 from channelapp_operator.children_status import Workload
@@ -43,6 +44,20 @@ def kube() -> Kube:
     return _kube
 
 
+class Utf8AnnotationsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled spec annotation as UTF-8 JSON.
+
+    kopf writes ASCII JSON, six bytes (twelve for an emoji) per character outside ASCII;
+    the CRD's size budget for a spec counts on at most six bytes per character.
+    """
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        encoded = json.dumps(essence, separators=(",", ":"), ensure_ascii=False) + "\n"
+        for full_key in self.make_keys(self.key, body=body):
+            patch.metadata.annotations[full_key] = encoded
+        self._store_marker(prefix=self.prefix, patch=patch, body=body)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watches that silently stop delivering events (nolar/kopf#204, #1276) are
@@ -54,7 +69,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Handler progress and the last-handled spec live in annotations: the
     # status schema is structural and would prune kopf's own fields.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=n.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = Utf8AnnotationsDiffBaseStorage(
         prefix=n.GROUP, key="last-handled-configuration"
     )
     # Events are posted explicitly, with reasons and rate-limited; kopf's own log
@@ -161,6 +176,8 @@ async def reconcile(
         metrics.RECONCILES.labels("error").inc()
         if isinstance(exc, ChildExists):
             why = CHILD_EXISTS
+            # Whose the object is stays in the operator's log: status is the author's to read.
+            log.warning("%s/%s: %s", namespace, name, exc.log_detail())
         elif isinstance(exc, builders.SpecRefused):
             why = exc.reason
         else:
@@ -480,7 +497,7 @@ async def supervise(
     def post(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
-    sup = AppSupervisor(namespace, name, kube(), post)
+    sup = AppSupervisor(namespace, name, kube(), post, shared_dials=dial_manners.SHARED)
     loop = f"supervise {namespace}/{name}"
     log.info("supervising %s/%s", namespace, name)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import kubernetes
@@ -40,6 +41,21 @@ class SecretRefused(LookupError):
 # something else (a ServiceAccount's token, a registry login, TLS keys): sending
 # them to a server named in a spec would hand them to whoever runs that server.
 PASSWORD_SECRET_TYPES = frozenset({"", "Opaque", "kubernetes.io/basic-auth"})
+
+
+# Characters a YAML parser refuses raw (not printable) or reads as a line break (folded
+# inside a quoted string): these stay \u escapes, which YAML reads as JSON does.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def yaml_json(body: Any) -> bytes:
+    """JSON for an ``application/apply-patch+yaml`` body, as UTF-8.
+
+    ASCII JSON spells a character beyond the BMP (an emoji) as a surrogate pair of
+    \\u escapes, which YAML reads as two invalid characters; UTF-8 keeps it whole.
+    """
+    text = json.dumps(body, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def load_config() -> None:
@@ -76,7 +92,7 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = content_type
             if content_type == "application/apply-patch+yaml":
-                body = json.dumps(body)
+                body = yaml_json(body)
         params = self.api.param_serialize(
             method,
             path,
@@ -112,28 +128,74 @@ class Kube:
     def apply_owned(self, manifest: dict[str, Any], uid: str) -> dict[str, Any]:
         """Apply a child only while it is absent or controlled by ``uid``.
 
-        An absent child is created by an apply without ``force``: should another
-        writer create it in the meantime, conflicting fields fail the apply and the
-        object is checked again. An existing child is applied with its own UID in
-        the manifest: were it deleted and re-created by someone else since the check,
-        the API server refuses the changed UID. Anything else raises ChildExists.
+        An absent child is created by a plain create, which fails with 409 when
+        another writer created that name in the meantime; the object found then is
+        checked like any existing one. An existing child (or the one just created)
+        is applied with force and with its own UID in the manifest: were it deleted
+        and re-created by someone else since the check, the API server refuses the
+        changed UID. Anything not controlled by ``uid`` raises ChildExists.
         """
         kind = manifest["kind"]
         meta = manifest["metadata"]
         live = self.lookup(kind, meta["namespace"], meta["name"])
+        created = False
         if live is None:
-            try:
-                return self.apply(manifest, force=False)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-            live = self.lookup(kind, meta["namespace"], meta["name"])
+            live = self._create(manifest)
+            created = live is not None
             if live is None:
-                raise ApiException(status=409, reason=f"{kind}/{meta['name']} changed; retrying")
+                live = self.lookup(kind, meta["namespace"], meta["name"])
+                if live is None:
+                    raise ApiException(
+                        status=409, reason=f"{kind}/{meta['name']} changed; retrying"
+                    )
         if not controlled_by(live, uid):
             raise refusal(kind, live)
         pinned = {**manifest, "metadata": {**meta, "uid": live["metadata"]["uid"]}}
-        return self.apply(pinned)
+        applied = self.apply(pinned)
+        if created:
+            applied = self._drop_create_manager(kind, applied)
+        return applied
+
+    def _create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """POST the object; the created object, or None when the name exists (409)."""
+        meta = manifest["metadata"]
+        try:
+            created: dict[str, Any] = self._call(
+                "POST",
+                _path(manifest["kind"], meta["namespace"]),
+                manifest,
+                query=[("fieldManager", n.CREATE_MANAGER)],
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return created
+
+    def _drop_create_manager(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Leave the fields set by the create to the apply alone.
+
+        A create is an update operation: its manager would keep every field it set,
+        so a field a later apply leaves out would stay. Once the apply owns them,
+        the create's entry in managedFields is removed (guarded by the UID).
+        """
+        meta = obj["metadata"]
+        managed = meta.get("managedFields") or []
+        kept = [m for m in managed if m.get("manager") != n.CREATE_MANAGER]
+        if len(kept) == len(managed) or not kept:
+            return obj
+        patch = [
+            {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+            {"op": "replace", "path": "/metadata/managedFields", "value": kept},
+        ]
+        answer: dict[str, Any] = self._call(
+            "PATCH",
+            _path(kind, meta["namespace"], meta["name"]),
+            patch,
+            query=[("fieldManager", n.MANAGER)],
+            content_type="application/json-patch+json",
+        )
+        return answer
 
     def create_owned(self, manifest: dict[str, Any], uid: str) -> bool:
         """Create unless it exists; True when created. An existing object must be

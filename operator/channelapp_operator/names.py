@@ -11,6 +11,8 @@ MANAGER = "channelapp-operator"
 # The autoscaler owns the worker Deployment's spec.replicas under its own field
 # manager, so re-applying the Deployment never resets the scaled count.
 SCALER_MANAGER = "channelapp-autoscaler"
+# Field manager of the plain create that makes an absent child (then left to the apply).
+CREATE_MANAGER = "channelapp-operator-create"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

@@ -15,17 +15,24 @@ CHILD_EXISTS = "ChildExists"
 
 
 class ChildExists(Exception):
-    """An object the app would create exists and is not controlled by the app."""
+    """An object the app would create exists and is not controlled by the app.
+
+    The message (status, Events: readable by the app's author) names the object
+    only; :attr:`owner` (its controller, for the operator's log) is not in it.
+    """
 
     def __init__(self, kind: str, name: str, owner: str | None) -> None:
         self.kind = kind
         self.name = name
         self.owner = owner
-        whose = f"controlled by {owner}" if owner else "not controlled by any owner"
         super().__init__(
-            f"{kind}/{name} exists and is {whose}; the app does not change or use it "
+            f"{kind}/{name} exists and is not this app's; the app does not change or use it "
             f"(rename the app, or remove that object)"
         )
+
+    def log_detail(self) -> str:
+        whose = f"controlled by {self.owner}" if self.owner else "not controlled by any owner"
+        return f"{self.kind}/{self.name} is {whose}"
 
 
 def controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

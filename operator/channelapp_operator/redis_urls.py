@@ -27,7 +27,11 @@ def has_password(url: str) -> bool:
     """Whether ``url`` carries a password (user info or a query parameter)."""
     try:
         parts = urlsplit(url)
-        if parts.password is not None:
+        # A ':' before the last '@' (a user name may hold '@'), as the CRD refuses.
+        if parts.password is not None or ":" in parts.netloc.rpartition("@")[0]:
+            return True
+        # A '%' in a parameter's name may spell a credential's name encoded.
+        if any("%" in raw.partition("=")[0] for raw in parts.query.split("&")):
             return True
         pairs = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:

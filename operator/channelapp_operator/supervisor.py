@@ -29,8 +29,9 @@ from channelapp_operator import names as n
 from channelapp_operator.admission import StatefulSetRefusals
 from channelapp_operator.children_status import Workload
 from channelapp_operator.conditions import now_iso, set_condition
-from channelapp_operator.dial_manners import DialManners
+from channelapp_operator.dial_manners import DialManners, SharedDialBudget
 from channelapp_operator.kube import Kube, SecretMissing, SecretRefused
+from channelapp_operator.ownership import CHILD_EXISTS
 from channelapp_operator.redis_urls import (
     classify,
     describe_failure,
@@ -95,7 +96,11 @@ class DepthReading:
     # Shards dialled without success (None: the read failed as a whole, every shard).
     failed_urls: list[str] | None = None
     reason: str = "ShardUnreachable"  # the Degraded reason when the read failed
-    pending: bool = False  # not a fault: the app's own Secret is still being created
+    # Not a shard's fault: the app's own Secret is still being created, the shards wait
+    # for the shared dial budget, or the spec is refused and they are not dialled.
+    pending: bool = False
+    # The class each shard of a read that failed as a whole is listed with in status.
+    error_class: str = "unreachable"
 
     @property
     def ok(self) -> bool:
@@ -124,6 +129,8 @@ class AppSupervisor:
     # (secret name, key) -> (password, read at): re-read every PASSWORD_TTL, not every tick.
     _passwords: dict[tuple[str, str, str | None], tuple[str, float]] = field(default_factory=dict)
     _manners: DialManners | None = None
+    # The connection attempts all apps share (the operator passes dial_manners.SHARED).
+    shared_dials: SharedDialBudget | None = None
     _held: DepthReading | None = None  # the last failed reading, shown while backing off
     _status_written_at: float = float("-inf")
     _sts_refusals: StatefulSetRefusals | None = None
@@ -166,11 +173,27 @@ class AppSupervisor:
         """One reading of every shard, unless a shard is backing off or the app's budget of
         connection attempts is spent: then the last failed reading stands."""
         urls = builders.shard_urls(self.name, self.namespace, dict(spec))
+        refused = apply_failures.failure(self.namespace, self.name)
+        if refused is not None and refused[0] not in (apply_failures.APPLY_FAILED, CHILD_EXISTS):
+            # The operator refused the spec (a password in a URL...): its shards are not dialled.
+            return DepthReading(
+                error=f"shards not dialled while the spec is refused ({refused[0]})",
+                failed_urls=[],
+                pending=True,
+                error_class="not dialled, spec refused",
+            )
         if self._manners is None:
-            self._manners = DialManners(clock=self.clock)
+            self._manners = DialManners(clock=self.clock, shared=self.shared_dials)
         self._manners.forget_others(urls)
-        if self._held is not None and not self._manners.may_read(urls):
-            return self._held
+        if not self._manners.may_read(urls):
+            if self._held is not None:
+                return self._held
+            return DepthReading(
+                error="waiting to dial the shards (connection attempts are rate-limited)",
+                failed_urls=[],
+                pending=True,
+                error_class="not dialled yet",
+            )
         reading = await self._read(spec, uid, urls)
         if reading.error is not None and reading.failed_urls is None:
             self._manners.record_all_failed(urls)
@@ -186,24 +209,42 @@ class AppSupervisor:
         try:
             layer = await self._layer_for(spec, uid)
         except SecretRefused as exc:
-            return DepthReading(error=redact_text(str(exc)), failed_urls=[], reason="SecretRefused")
+            return DepthReading(
+                error=redact_text(str(exc)),
+                failed_urls=[],
+                reason="SecretRefused",
+                error_class="password Secret refused",
+            )
         except SecretMissing as exc:
             # Nothing was dialled: no backoff, the Secret is looked up again next tick.
             if "managed" in (spec.get("redis") or {}):
                 # The app's own Secret is created by the reconcile handler: wait for it.
                 return DepthReading(
-                    error=f"waiting for the app's Secret: {exc}", failed_urls=[], pending=True
+                    error=f"waiting for the app's Secret: {exc}",
+                    failed_urls=[],
+                    pending=True,
+                    error_class="waiting for the app's Secret",
                 )
-            return DepthReading(error=redact_text(str(exc)), failed_urls=[])
+            return DepthReading(
+                error=redact_text(str(exc)), failed_urls=[], error_class="password Secret missing"
+            )
         except Exception as exc:
-            return DepthReading(error=redact_text(f"{type(exc).__name__}: {exc}"), failed_urls=[])
+            return DepthReading(
+                error=redact_text(f"{type(exc).__name__}: {exc}"),
+                failed_urls=[],
+                error_class=classify(f"{type(exc).__name__}: {exc}"),
+            )
         try:
             reading = await asyncio.wait_for(layer.load(counted_channels(spec)), timeout=5)
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc}"
             if len(urls) == 1:
-                return DepthReading(error=describe_failure(urls[0], text))
-            return DepthReading(error=f"{len(urls)} shards: {classify(text)}")
+                return DepthReading(
+                    error=describe_failure(urls[0], text), error_class=classify(text)
+                )
+            return DepthReading(
+                error=f"{len(urls)} shards: {classify(text)}", error_class=classify(text)
+            )
         finally:
             metrics.DEPTH_READ_SECONDS.observe(time.perf_counter() - started)
         failed: list[str] = []
@@ -510,7 +551,7 @@ class AppSupervisor:
                 # A read that failed as a whole (DNS, a missing Secret) reached no shard.
                 "unreachable": (
                     [
-                        redact_url(u)
+                        f"{redact_url(u)}: {reading.error_class}"
                         for u in builders.shard_urls(self.name, self.namespace, dict(spec))
                     ]
                     if reading.error is not None

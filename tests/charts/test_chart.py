@@ -196,7 +196,7 @@ def test_namespace_scope_and_options(helm: str) -> None:
         (["--set", "peering.lifetime=1"], "/peering/lifetime"),
         (["--set", "replica=2"], "additional properties 'replica' not allowed"),
         (["--set", "peering.name=Not_Valid"], "/peering/name"),
-        (["--set", "admissionPolicy.maxEnvSecrets=21"], "/admissionPolicy/maxEnvSecrets"),
+        (["--set", "admissionPolicy.maxEnvRefs=21"], "/admissionPolicy/maxEnvRefs"),
         (["--set", "admissionPolicy.enabled=true"], "additional properties 'enabled' not allowed"),
         (["--set", "rbac.aggregateRoles=yes"], "/rbac/aggregateRoles"),
     ],
@@ -237,14 +237,29 @@ def test_aggregated_roles_give_people_channelapp_rights_and_nothing_else(helm: s
 
 def test_admission_policy_checks_the_author_and_binds_where_the_operator_acts(helm: str) -> None:
     docs = template(helm)
-    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
-    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    policy, orphan = by_kind(docs, "ValidatingAdmissionPolicy")
+    binding, orphan_binding = by_kind(docs, "ValidatingAdmissionPolicyBinding")
     assert policy["metadata"]["name"] == binding["spec"]["policyName"] == "rel-channelapp-operator"
     assert policy["spec"]["failurePolicy"] == "Fail"
     (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
     assert rule["resources"] == ["channelapps"] and rule["operations"] == ["CREATE", "UPDATE"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert "matchResources" not in binding["spec"]  # cluster scope: every namespace
+    # Deleting with propagationPolicy Orphan: the author must be able to delete each child kind.
+    assert orphan["metadata"]["name"] == orphan_binding["spec"]["policyName"]
+    assert orphan["spec"]["failurePolicy"] == "Fail"
+    (rule,) = orphan["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["channelapps"]
+    assert rule["operations"] == ["CREATE", "UPDATE", "DELETE"]  # the orphan finalizer too
+    assert "matchResources" not in orphan_binding["spec"]
+    orphan_checks = [v["expression"] for v in orphan["spec"]["validations"]]
+    assert all(c.count("authorizer.") == 1 and "check('delete')" in c for c in orphan_checks)
+    assert {c.split("resource('")[1].split("'")[0] for c in orphan_checks} == {
+        "deployments",
+        "statefulsets",
+        "services",
+        "secrets",
+    }
     checks = [v["expression"] for v in policy["spec"]["validations"]]
     messages = " ".join(v["messageExpression"] for v in policy["spec"]["validations"])
     for field in (
@@ -252,31 +267,37 @@ def test_admission_policy_checks_the_author_and_binds_where_the_operator_acts(he
         "spec.redis.external.passwordSecretRef.name",
         "spec.protocol.serviceType",
         "spec.serviceAccountName",
-        "].valueFrom.secretKeyRef.name",
     ):
         assert f"{field}: " in messages, field
+    # Env references name their field and kind: a Secret's or a ConfigMap's.
+    assert "(variables.refIsSecret[0] ? 'secretKeyRef' : 'configMapKeyRef') + '.name: '" in messages
+    assert "(variables.refIsSecret[0] ? 'secrets' : 'configmaps')" in " ".join(checks)
     # One authorization check per validation (each costs 350000 of an expression's 1000000),
-    # one for each of maxEnvSecrets Secrets.
+    # one for each of maxEnvRefs Secrets and ConfigMaps.
     assert all(c.count("authorizer.") <= 1 for c in checks)
-    secret_checks = [c for c in checks if "secretEnvFirst[" in c]
+    secret_checks = [c for c in checks if "refName[" in c]
     assert len(secret_checks) == 16
-    docs = template(helm, "--set", "admissionPolicy.maxEnvSecrets=3")
-    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
-    assert (
-        len([v for v in policy["spec"]["validations"] if "secretEnvFirst[" in v["expression"]]) == 3
-    )
+    docs = template(helm, "--set", "admissionPolicy.maxEnvRefs=3")
+    policy, _ = by_kind(docs, "ValidatingAdmissionPolicy")
+    assert len([v for v in policy["spec"]["validations"] if "refName[" in v["expression"]]) == 3
 
     # Namespace scope: the operator acts in the release namespace, so does the policy; named
     # per namespace, so that releases in several namespaces do not clash.
     docs = template(helm, "--set", "rbac.scope=namespace")
-    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
-    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    policy, orphan = by_kind(docs, "ValidatingAdmissionPolicy")
+    binding, orphan_binding = by_kind(docs, "ValidatingAdmissionPolicyBinding")
     assert (
         policy["metadata"]["name"] == binding["spec"]["policyName"] == "rel-channelapp-operator.ops"
     )
-    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "ops"}
-    }
+    assert (
+        orphan["metadata"]["name"]
+        == orphan_binding["spec"]["policyName"]
+        == "rel-channelapp-operator.ops-orphan"
+    )
+    for each in (binding, orphan_binding):
+        assert each["spec"]["matchResources"]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "ops"}
+        }
     off = template(helm, "--set", "admissionPolicy.create=false")
     assert not by_kind(off, "ValidatingAdmissionPolicy")
     assert not by_kind(off, "ValidatingAdmissionPolicyBinding")

@@ -301,6 +301,12 @@ INVALID = {
                 "rediss://user:pw@r2:6379/0",
                 "redis://r2:6379/0?password=pw",
                 "redis://r2:6379/0?db=0&Password=pw",
+                # A user name holding '@': the password is after the last ':' before the last '@'.
+                "redis://a@b:pw@h.example:6379/0",
+                "redis://a@b@c:pw@h.example:6379/0",
+                # Percent-encoded parameter names are decoded by the client (password).
+                "redis://r2:6379/0?pass%77ord=pw",
+                "redis://r2:6379/0?db=0&%70assword=pw",
             ]
         )
     },
@@ -375,7 +381,12 @@ def test_values_children_accept_are_accepted(
         },
         redis={
             "external": {
-                "urls": ["redis://a:6379/0", "rediss://app@b:6379/0?ssl_cert_reqs=none"],
+                "urls": [
+                    "redis://a:6379/0",
+                    "rediss://app@b:6379/0?ssl_cert_reqs=none",
+                    "redis://c.example:6379/0?client_name=a%20b",
+                    "redis://us@er@d.example:6379/0",
+                ],
                 "passwordSecretRef": {"name": "redis-auth"},
             }
         },
@@ -511,14 +522,28 @@ def test_env_too_large_for_the_operator_to_record_is_refused(
     kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
 ) -> None:
     """kopf records the spec it handled in an annotation, and an object's annotations share
-    256 KiB: 30 env values of 10 KB would leave it unable to, looping on the app."""
-    env = [{"name": f"BIG_{i}", "value": "x" * 10_000} for i in range(30)]
+    256 KiB with kubectl's: a character may cost six bytes of JSON in each, so the strings of
+    a spec total at most 16384 characters, counted as characters whatever their bytes."""
+    env = [{"name": f"BIG_{i}", "value": "x" * 10_000} for i in range(2)]
     proc = create(kube_cluster, namespace, with_spec(env=env))
     assert proc.returncode != 0
-    assert "spec.env: Invalid value" in proc.stderr, proc.stderr
-    assert "env names and values must total at most 65536 characters" in proc.stderr
+    assert "spec: Invalid value" in proc.stderr, proc.stderr
+    assert "the spec is too large" in proc.stderr, proc.stderr
+    # Two values of 10000 two-byte characters each: over the cap as characters.
+    env = [{"name": f"BIG_{i}", "value": "\u00e9" * 10_000} for i in range(2)]
+    proc = create(kube_cluster, namespace, with_spec(env=env))
+    assert proc.returncode != 0 and "the spec is too large" in proc.stderr, proc.stderr
+    # One value over 16384 characters is refused on its own.
+    proc = create(kube_cluster, namespace, with_spec(env=[{"name": "V", "value": "x" * 16385}]))
+    assert proc.returncode != 0, proc.stderr
+    assert "spec.env[0].value: Too long" in proc.stderr, proc.stderr
+    # The names valueFrom reads count too.
+    ref = {"name": "s" * 253, "key": "k" * 253}
+    env = [{"name": f"R{i}", "valueFrom": {"secretKeyRef": ref}} for i in range(40)]
+    proc = create(kube_cluster, namespace, with_spec(env=env))
+    assert proc.returncode != 0 and "the spec is too large" in proc.stderr, proc.stderr
     # Exactly at the cap: accepted.
-    env = [{"name": f"V{i}", "value": "x" * 8190} for i in range(8)]
+    env = [{"name": f"V{i}", "value": "\u00e9" * 2046} for i in range(8)]
     obj = with_spec(env=env)
     obj["metadata"]["name"] = "at-cap"
     proc = create(kube_cluster, namespace, obj)
@@ -528,8 +553,8 @@ def test_env_too_large_for_the_operator_to_record_is_refused(
 def test_spec_too_large_for_the_operator_to_record_is_refused(
     kube_cluster: KubeCluster, namespace: str, channelapp_crd: str
 ) -> None:
-    env = [{"name": f"BIG_{i}", "value": "x" * 10_000} for i in range(6)]
-    urls = [f"redis://r{i}.example.internal:6379/0?client_name={'c' * 450}" for i in range(64)]
+    env = [{"name": f"BIG_{i}", "value": "x" * 1_000} for i in range(6)]
+    urls = [f"redis://r{i}.example.internal:6379/0?client_name={'c' * 150}" for i in range(64)]
     obj = with_spec(env=env, redis={"external": {"urls": urls}})
     proc = create(kube_cluster, namespace, obj)
     assert proc.returncode != 0

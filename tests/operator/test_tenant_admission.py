@@ -21,7 +21,7 @@ from tests.support.polling import wait_for
 CHART = ROOT / "charts" / "channelapp-operator"
 RELEASE = "tenancy"
 POLICY = f"{RELEASE}-channelapp-operator"
-MAX_ENV_SECRETS = 16  # the chart's admissionPolicy.maxEnvSecrets
+MAX_ENV_REFS = 16  # the chart's admissionPolicy.maxEnvRefs
 
 BASE: dict[str, Any] = {
     "apiVersion": "channelapp.dev/v1alpha1",
@@ -42,6 +42,13 @@ def secret_env(*secrets: str) -> list[dict[str, Any]]:
     return [
         {"name": f"FROM_{i}", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}
         for i, s in enumerate(secrets)
+    ]
+
+
+def config_map_env(*config_maps: str) -> list[dict[str, Any]]:
+    return [
+        {"name": f"CM_{i}", "valueFrom": {"configMapKeyRef": {"name": c, "key": "k"}}}
+        for i, c in enumerate(config_maps)
     ]
 
 
@@ -124,6 +131,7 @@ def tenant(kube_cluster: KubeCluster, namespace: str, tenancy_policy: str) -> di
         "create", "secret", "generic", "db", "-n", ns, "--from-literal=password=s3cret"
     )
     kube_cluster.kubectl("create", "serviceaccount", "runner", "-n", ns)
+    kube_cluster.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=k=v")
     kube_cluster.kubectl(
         "create", "role", "channelapps-only", "-n", ns,
         "--verb=create,get,list,update,patch,delete", "--resource=channelapps.channelapp.dev",
@@ -138,6 +146,7 @@ def tenant(kube_cluster: KubeCluster, namespace: str, tenancy_policy: str) -> di
         return out == "yes"
 
     assert not can(restricted, "get", "secrets") and not can(restricted, "create", "services")
+    assert not can(restricted, "get", "configmaps")
     assert can(restricted, "create", "channelapps.channelapp.dev")
     # edit gains ChannelApps through the chart's channelapp-edit (aggregated by the
     # controller manager, which takes a moment).
@@ -147,6 +156,7 @@ def tenant(kube_cluster: KubeCluster, namespace: str, tenancy_policy: str) -> di
         what="channelapp-edit aggregated into edit",
     )
     assert can(editor, "get", "secrets") and can(editor, "create", "services")
+    assert can(editor, "get", "configmaps")
     return {"ns": ns, "restricted": restricted, "editor": editor}
 
 
@@ -168,6 +178,17 @@ HOSTILE = {
         app(env=[{"name": "PLAIN", "value": "x"}, *secret_env("db", "db")]),
         "spec.env[1].valueFrom.secretKeyRef.name",
         "may not get Secret db",
+    ),
+    "env-configmap": (
+        app(env=[{"name": "PLAIN", "value": "x"}, *config_map_env("cfg")]),
+        "spec.env[1].valueFrom.configMapKeyRef.name",
+        "may not get ConfigMap cfg",
+    ),
+    "env-configmap-after-a-secret-of-that-name": (
+        # A Secret and a ConfigMap of the same name are two objects, each checked.
+        app(env=[*secret_env("cfg"), *config_map_env("cfg")]),
+        "spec.env[0].valueFrom.secretKeyRef.name",
+        "may not get Secret cfg",
     ),
     "node-port": (
         app(protocol={"serviceType": "NodePort"}),
@@ -260,18 +281,95 @@ def test_a_spec_change_is_checked_and_a_metadata_change_is_not(
     assert proc.returncode != 0 and "may not get Secret db" in proc.stderr, proc.stderr
 
 
+def delete_app(
+    cluster: KubeCluster, ns: str, name: str, user: str, *flags: str
+) -> tuple[bool, str]:
+    proc = cluster.kubectl(
+        "delete", "channelapp", name, "-n", ns, f"--as={user}", "--wait=false", *flags, check=False
+    )
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def delete_raw(cluster: KubeCluster, ns: str, name: str, user: str, options: dict[str, Any]) -> str:
+    """DELETE with a body of DeleteOptions; the API server's reply."""
+    path = f"/apis/channelapp.dev/v1alpha1/namespaces/{ns}/channelapps/{name}"
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", **options}
+    proc = cluster.kubectl(
+        "delete", "--raw", path, "-f", "-", f"--as={user}", input=json.dumps(body), check=False
+    )
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.cluster
+def test_only_an_author_who_may_delete_the_children_may_orphan_them(
+    kube_cluster: KubeCluster, tenant: dict[str, str]
+) -> None:
+    ns, restricted, editor = tenant["ns"], tenant["restricted"], tenant["editor"]
+    orphan_policy = f"ValidatingAdmissionPolicy '{POLICY}-orphan'"
+    ok, reply = create(kube_cluster, ns, app("kept"), restricted)
+    assert ok, reply
+
+    def refused() -> str | None:
+        ok, reply = delete_app(
+            kube_cluster, ns, "kept", restricted, "--cascade=orphan", "--dry-run=server"
+        )
+        return reply if not ok and orphan_policy in reply else None
+
+    reply = wait_for(refused, 60, what="the orphan policy refusing an orphaning delete")
+    assert (
+        f"orphaning the app's children (propagationPolicy Orphan, the orphan finalizer): {restricted} may not delete Deployments"
+        in reply
+    ), reply
+    ok, reply = delete_app(kube_cluster, ns, "kept", restricted, "--cascade=orphan")
+    assert not ok and orphan_policy in reply, reply
+    reply = delete_raw(kube_cluster, ns, "kept", restricted, {"orphanDependents": True})
+    assert orphan_policy in reply, reply
+    reply = delete_raw(kube_cluster, ns, "kept", restricted, {"propagationPolicy": "Orphan"})
+    assert orphan_policy in reply, reply
+    kube_cluster.kubectl("get", "channelapp", "kept", "-n", ns)
+    # The "orphan" finalizer orphans the children on any delete: adding it is the same.
+    finalizer = json.dumps({"metadata": {"finalizers": ["orphan"]}})
+    proc = kube_cluster.kubectl(
+        "patch", "channelapp", "kept", "-n", ns, "--type=merge", f"--as={restricted}",
+        "-p", finalizer, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and orphan_policy in proc.stderr, proc.stderr
+    obj = app("born-orphaning")
+    obj["metadata"]["finalizers"] = ["orphan"]
+    ok, reply = create(kube_cluster, ns, obj, restricted)
+    assert not ok and orphan_policy in reply, reply
+    # A delete that lets the garbage collector remove the children is the author's to make.
+    ok, reply = delete_app(kube_cluster, ns, "kept", restricted, "--cascade=background")
+    assert ok, reply
+
+    # edit may delete Deployments, StatefulSets, Services and Secrets: it may orphan them.
+    ok, reply = create(kube_cluster, ns, app("edits"), editor)
+    assert ok, reply
+    kube_cluster.kubectl(
+        "patch", "channelapp", "edits", "-n", ns, "--type=merge", f"--as={editor}", "-p", finalizer
+    )
+    ok, reply = delete_app(kube_cluster, ns, "edits", editor, "--cascade=orphan")
+    assert ok, reply
+
+
 @pytest.mark.cluster
 def test_env_may_name_up_to_the_cap_of_distinct_secrets_within_the_cel_budget(
     kube_cluster: KubeCluster, tenant: dict[str, str]
 ) -> None:
-    """Every right checked at once (each distinct Secret, the password Secret, the Service
-    type, the ServiceAccount) stays inside a binding's CEL cost budget; one Secret more than
-    the cap is refused naming spec.env."""
+    """Every right checked at once (each distinct Secret and ConfigMap, the password Secret,
+    the Service type, the ServiceAccount) stays inside a binding's CEL cost budget; one object
+    more than the cap, Secret or ConfigMap, is refused naming spec.env."""
     ns, editor = tenant["ns"], tenant["editor"]
-    secrets = [f"s{i}" for i in range(MAX_ENV_SECRETS)]
+    half = MAX_ENV_REFS // 2
+    secrets = [f"s{i}" for i in range(half)]
+    config_maps = [f"c{i}" for i in range(MAX_ENV_REFS - half)]
     for s in secrets:
         kube_cluster.kubectl("create", "secret", "generic", s, "-n", ns, "--from-literal=k=v")
-    many = secret_env(*secrets, *secrets)  # each Secret twice: checked once
+    for c in config_maps:
+        kube_cluster.kubectl("create", "configmap", c, "-n", ns, "--from-literal=k=v")
+    many = [*secret_env(*secrets, *secrets), *config_map_env(*config_maps, *config_maps)]
+    for i, e in enumerate(many):  # each object twice: checked once
+        e["name"] = f"E{i}"
     obj = app(
         "full", env=many, redis=external("db"),
         protocol={"serviceType": "LoadBalancer"}, serviceAccountName="runner",
@@ -279,13 +377,15 @@ def test_env_may_name_up_to_the_cap_of_distinct_secrets_within_the_cel_budget(
     ok, reply = create(kube_cluster, ns, obj, editor)
     assert ok, reply
 
-    obj = app("over", env=secret_env(*secrets, "one-more"))
-    ok, reply = create(kube_cluster, ns, obj, editor)
+    over = [*secret_env(*secrets), *config_map_env(*config_maps, "one-more")]
+    for i, e in enumerate(over):
+        e["name"] = f"E{i}"
+    ok, reply = create(kube_cluster, ns, app("over", env=over), editor)
     assert not ok
     assert (
-        f"spec.env: valueFrom.secretKeyRef may name at most {MAX_ENV_SECRETS} different Secrets"
-        in reply
-    ), reply
+        "spec.env: valueFrom.secretKeyRef and valueFrom.configMapKeyRef may name at most "
+        f"{MAX_ENV_REFS} different Secrets and ConfigMaps together"
+    ) in reply, reply
 
 
 @pytest.mark.cluster

@@ -55,11 +55,15 @@ def test_a_child_is_the_apps_only_when_its_controller_is_the_app(
     assert ownership.owner_description(live) == owner
 
 
-def test_child_exists_names_the_object_and_its_owner() -> None:
+def test_child_exists_names_the_object_and_keeps_its_owner_for_the_log() -> None:
     foreign = obj({"kind": "Deployment", "name": "x", "uid": "u9", "controller": True})
-    message = str(ownership.refusal("Service", foreign))
-    assert message.startswith("Service/billing exists and is controlled by Deployment/x")
-    assert "not controlled by any owner" in str(ownership.refusal("Service", obj()))
+    refused = ownership.refusal("Service", foreign)
+    assert str(refused).startswith("Service/billing exists and is not this app's")
+    assert "Deployment" not in str(refused) and "u9" not in str(refused)
+    assert refused.log_detail() == "Service/billing is controlled by Deployment/x (uid u9)"
+    unowned = ownership.refusal("Service", obj())
+    assert str(unowned) == str(refused)
+    assert unowned.log_detail() == "Service/billing is not controlled by any owner"
 
 
 # --- URLs and failures ----------------------------------------------------------------------
@@ -76,6 +80,11 @@ def test_child_exists_names_the_object_and_its_owner() -> None:
         ("redis://h/0?db=1&Password=pw", "redis://h/0?db=1&Password=%2A%2A%2A", True),
         ("redis://h/0?db=1", "redis://h/0?db=1", False),
         ("redis://:p%40ss@h/0", "redis://:***@h/0", True),
+        ("redis://a@b:pw@h.example:6379/0", "redis://a@b:***@h.example:6379/0", True),
+        ("redis://us@er@h:6379/0", "redis://us@er@h:6379/0", False),
+        ("redis://h/0?pass%77ord=pw", "redis://h/0?password=%2A%2A%2A", True),
+        ("redis://h/0?db=0&%7a=1", "redis://h/0?db=0&%7a=1", True),
+        ("redis://h/0?client_name=a%20b", "redis://h/0?client_name=a%20b", False),
     ],
 )
 def test_passwords_in_urls_are_found_and_redacted(url: str, redacted: str, secret: bool) -> None:
@@ -280,3 +289,13 @@ def test_cluster_wide_needs_have_no_namespace_and_standalone_no_peering() -> Non
     assert {ns for ns, _ in needs} == {""}
     assert not any(need.group == "kopf.dev" for _, need in needs)
     assert any(need.resource == "clusterkopfpeerings" for _, need in needs_for([], "p"))
+
+
+def test_apply_bodies_are_utf8_json_that_yaml_reads_back_unchanged() -> None:
+    import yaml
+    from channelapp_operator.kube import yaml_json
+
+    value = {"env": 'hi \U0001f600 \u00e9 \x01 \x7f \x85 \u2028 < & " \\ \n\t'}
+    body = yaml_json(value)
+    assert "\U0001f600".encode() in body  # whole, not a pair of surrogate escapes
+    assert yaml.safe_load(body.decode()) == value
