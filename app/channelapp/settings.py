@@ -63,6 +63,10 @@ class Settings:
     # Worker: how many messages run at once, and how long SIGTERM waits for them.
     worker_concurrency: int = 64
     shutdown_timeout: float = 25.0
+    # Protocol server: on SIGTERM its WebSockets are closed with 1012 (service restart)
+    # spread evenly over this many seconds, so their clients reconnect over that window
+    # instead of all at once; 0 closes them all at once. Not bounded by shutdown_timeout.
+    drain_seconds: float = 0.0
     # Worker: how often it publishes its load (in flight, handled, busy time) for the
     # autoscaler, and how long a report counts; a killed worker stops counting after that.
     worker_report_interval: float = 0.5
@@ -128,7 +132,8 @@ class Settings:
 
 
 # Numeric settings that cannot work at zero or below (a count, a size, a wait): each must be
-# positive and finite. ``shutdown_timeout`` may be 0 (stop without waiting).
+# positive and finite. ``shutdown_timeout`` and ``drain_seconds`` may be 0 (stop without
+# waiting, close every socket at once).
 POSITIVE = (
     "channel_capacity",
     "reply_capacity",
@@ -145,7 +150,7 @@ POSITIVE = (
     "session_ttl",
     "park_timeout",
 )
-NON_NEGATIVE = ("shutdown_timeout",)
+NON_NEGATIVE = ("shutdown_timeout", "drain_seconds")
 SAMESITE = ("Lax", "Strict", "None")
 
 

@@ -17,13 +17,15 @@ PROTOCOL_CHANNELS = (HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCK
 
 # --- WebSocket close codes (RFC 6455 7.4.1 and its IANA registry) -----------------------------
 NORMAL_CLOSURE = 1000
-GOING_AWAY = 1001  # the server is shutting down (drain)
+GOING_AWAY = 1001  # the endpoint is going away
 INVALID_PAYLOAD = 1007  # a frame the application cannot read (a JSON consumer's non-JSON text)
 POLICY_VIOLATION = 1008  # used for a client too slow to read its messages
 TOO_SLOW = POLICY_VIOLATION
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-SERVICE_RESTART = 1012  # the service is restarted (the layer lost its state): reconnect
+# The service is restarted (a protocol server shutting down, or the layer lost its state):
+# reconnect.
+SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013  # the server is overloaded (or lost the socket's messages)
 
 

@@ -17,6 +17,16 @@ from channelapp_operator.redis_urls import has_password, redact_url
 Manifest = dict[str, Any]
 Spec = dict[str, Any]
 
+# A protocol pod being stopped first sleeps this long (preStop), still serving, so that the
+# Endpoints controller and every node's proxy drop it before it stops accepting: a client
+# routed to it meanwhile is served instead of refused. Those updates reach the proxies within
+# moments on a healthy cluster; 5 s leaves room for a busy one and adds little to a rollout.
+PRESTOP_SECONDS = 5
+# Seconds the protocol pod's grace period leaves after the preStop sleep and the drain: the
+# sockets' closing handshakes (up to 2 s) and the process's own shutdown.
+DRAIN_MARGIN_SECONDS = 10
+DRAIN_SECONDS_DEFAULT = 30
+
 
 def owner_reference(app: str, uid: str) -> dict[str, Any]:
     return {
@@ -152,14 +162,23 @@ def _app_container(
 def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manifest:
     proto = spec.get("protocol") or {}
     port = int(proto.get("port", 8000))
+    drain = int(proto.get("drainSeconds", DRAIN_SECONDS_DEFAULT))
+    env = [
+        # On SIGTERM sockets are closed with 1012 spread over this window (after preStop).
+        {"name": "CHANNELAPP_DRAIN_SECONDS", "value": str(drain)},
+        *app_env(app, namespace, spec),
+    ]
     container = _app_container(
         "protocol",
         spec,
         ["protocol", spec["app"], "--host", "0.0.0.0", "--port", str(port)],
-        app_env(app, namespace, spec),
+        env,
         ("http", port),
         proto.get("resources"),
     )
+    grace = PRESTOP_SECONDS + drain + DRAIN_MARGIN_SECONDS
+    # The kubelet's own sleep: no binary needed in the image.
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -167,13 +186,19 @@ def protocol_deployment(app: str, namespace: str, uid: str, spec: Spec) -> Manif
         "spec": {
             "replicas": int(proto.get("replicas", 1)),
             "selector": {"matchLabels": n.selector(app, n.PROTOCOL)},
+            # A new pod is ready before an old one stops: serving capacity never drops, and
+            # old pods' clients are sent away a pod at a time.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
             "template": {
                 "metadata": {"labels": n.labels(app, n.PROTOCOL)},
                 "spec": {
                     **pod_identity(spec),
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": grace,
                 },
             },
         },
@@ -317,15 +342,32 @@ def redis_statefulset(app: str, namespace: str, uid: str, spec: Spec) -> Manifes
     }
 
 
+def disruption_budget(app: str, namespace: str, uid: str, component: str, name: str) -> Manifest:
+    """At most one pod of the component evicted at a time (``kubectl drain``, the Eviction
+    API); named as the workload it covers."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(app, namespace, uid, name, component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": n.selector(app, component)}},
+    }
+
+
 def children(app: str, namespace: str, uid: str, spec: Spec) -> list[Manifest]:
     """Every object applied for this spec, in apply order (Redis before its users)."""
     out: list[Manifest] = []
     if "managed" in (spec.get("redis") or {}):
-        out += [redis_service(app, namespace, uid), redis_statefulset(app, namespace, uid, spec)]
+        out += [
+            redis_service(app, namespace, uid),
+            redis_statefulset(app, namespace, uid, spec),
+            disruption_budget(app, namespace, uid, n.REDIS, n.redis_name(app)),
+        ]
     out += [
         protocol_service(app, namespace, uid, spec),
         protocol_deployment(app, namespace, uid, spec),
+        disruption_budget(app, namespace, uid, n.PROTOCOL, n.protocol_name(app)),
         worker_deployment(app, namespace, uid, spec),
+        disruption_budget(app, namespace, uid, n.WORKER, n.worker_name(app)),
     ]
     return out
 
@@ -334,7 +376,7 @@ def stale_children(spec: Spec) -> list[tuple[str, str]]:
     """(kind, component) of children a spec no longer wants (managed Redis switched off)."""
     if "managed" in (spec.get("redis") or {}):
         return []
-    return [("StatefulSet", n.REDIS), ("Service", n.REDIS)]
+    return [("PodDisruptionBudget", n.REDIS), ("StatefulSet", n.REDIS), ("Service", n.REDIS)]
 
 
 def secret(app: str, namespace: str, uid: str, password: str, session_key: str) -> Manifest:

@@ -24,6 +24,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "Service": ("/api/v1", "services"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "Secret": ("/api/v1", "secrets"),
     n.KIND: (f"/apis/{n.GROUP}/{n.VERSION}", n.PLURAL),
 }

@@ -43,6 +43,7 @@ NEEDS: tuple[Need, ...] = (
     Need("apps", "deployments", "patch"),
     Need("apps", "statefulsets", "patch"),
     Need("", "services", "patch"),
+    Need("policy", "poddisruptionbudgets", "patch"),
     Need("", "secrets", "get"),
     Need("", "secrets", "create"),
     Need("", "events", "create"),

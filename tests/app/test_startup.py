@@ -128,6 +128,9 @@ NONSENSE: list[tuple[str, Any]] = [
     ("worker_report_ttl", math.inf),
     ("shutdown_timeout", -1.0),
     ("shutdown_timeout", math.nan),
+    ("drain_seconds", -1.0),
+    ("drain_seconds", math.inf),
+    ("drain_seconds", math.nan),
     ("max_body_size", True),
 ]
 
@@ -150,6 +153,8 @@ def test_nonsense_numeric_settings_are_refused(name: str, value: Any) -> None:
 def test_sensible_numeric_settings_are_accepted() -> None:
     check_values(Settings())
     check_values(Settings(shutdown_timeout=0.0, read_timeout=0.25, max_body_size=1))
+    check_values(Settings(drain_seconds=0.0))
+    check_values(Settings.from_env(environ={"CHANNELAPP_DRAIN_SECONDS": "30"}))
 
 
 def test_every_numeric_setting_is_checked() -> None:

@@ -115,6 +115,7 @@ OPERATOR_VERBS = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
+    ("policy", "poddisruptionbudgets"): {"list", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create"},
     ("", "events"): {"create", "list"},
 }
@@ -259,6 +260,7 @@ def test_admission_policy_checks_the_author_and_binds_where_the_operator_acts(he
         "statefulsets",
         "services",
         "secrets",
+        "poddisruptionbudgets",
     }
     checks = [v["expression"] for v in policy["spec"]["validations"]]
     messages = " ".join(v["messageExpression"] for v in policy["spec"]["validations"])

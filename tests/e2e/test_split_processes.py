@@ -4,6 +4,7 @@ real HTTP/WebSocket client (aiohttp)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,11 @@ async def test_chat_page_api_and_errors(chat: tuple[AppProcess, ...]) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{proto.url}/") as r:
             assert r.status == 200 and "text/html" in r.headers["Content-Type"]
-            assert 'id="message"' in await r.text()
+            page = await r.text()
+            assert 'id="message"' in page and '<script src="/reconnect.js">' in page
+        async with http.get(f"{proto.url}/reconnect.js") as r:
+            assert r.status == 200 and "javascript" in r.headers["Content-Type"]
+            assert "ChannelappReconnect" in await r.text()
         async with http.get(f"{proto.url}/api/rooms/lobby/") as r:
             assert await r.json() == {"room": "lobby", "group": "chat.lobby"}
         async with http.get(f"{proto.url}/api/rooms/bad%20room/") as r:
@@ -159,7 +164,7 @@ async def test_no_worker_means_504_and_a_full_channel_means_503(
         assert all(retry == "1" for s, retry in results if s == 503)
 
 
-async def test_protocol_sigterm_closes_sockets_with_1001(
+async def test_protocol_sigterm_closes_sockets_with_1012(
     redis_shards: list[RedisServer], tmp_path: Path
 ) -> None:
     env = layer_env(redis_shards)
@@ -171,7 +176,55 @@ async def test_protocol_sigterm_closes_sockets_with_1001(
             assert (await asyncio.wait_for(ws.receive(), 10)).data == "ping"
             proto.terminate()
             msg = await asyncio.wait_for(ws.receive(), 15)
-            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+            # 1012 service restart: the client reconnects (to another server).
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1012
+        assert await asyncio.to_thread(proto.wait, 30) == 0
+
+
+async def test_protocol_sigterm_spreads_the_closes_over_the_drain_window(
+    redis_shards: list[RedisServer], tmp_path: Path
+) -> None:
+    sockets, drain = 24, 4.0
+    env = layer_env(redis_shards, drain_seconds=str(drain))
+    proto = AppProcess("protocol", ECHO, env, tmp_path)
+    with running(proto, AppProcess("worker", ECHO, env, tmp_path)):
+        async with aiohttp.ClientSession() as http:
+            conns = [await http.ws_connect(f"{proto.url}/ws/echo/") for _ in range(sockets)]
+            for i, ws in enumerate(conns):  # every socket open end to end
+                await ws.send_str(str(i))
+                assert (await asyncio.wait_for(ws.receive(), 10)).data == str(i)
+            loop = asyncio.get_running_loop()
+
+            async def closed(ws: aiohttp.ClientWebSocketResponse) -> tuple[float, int]:
+                msg = await asyncio.wait_for(ws.receive(), drain + 15)
+                assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+                return loop.time() - start, msg.data
+
+            start = loop.time()
+            proto.terminate()
+            waiting = [asyncio.ensure_future(closed(ws)) for ws in conns]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            # Draining has begun: not ready any more (no listener, or 503), sockets still open.
+            try:
+                async with http.get(f"{proto.url}/readyz") as r:
+                    assert r.status == 503
+            except aiohttp.ClientConnectionError:
+                pass
+            assert sum(not t.done() for t in waiting) > sockets // 2
+            results = await asyncio.gather(*waiting)
+        codes = {code for _, code in results}
+        times = sorted(t for t, _ in results)
+        assert codes == {1012}, results
+        print(
+            f"\n{sockets} sockets, drain {drain:g}s: closes from {times[0]:.2f}s to {times[-1]:.2f}s"
+        )
+        assert times[0] < drain * 0.25, times  # the first goes at once
+        assert drain * 0.75 < times[-1] < drain + 2, times  # the last near the window's end
+        # Evenly spread: about half of them by mid-window, not a burst at either end.
+        by_half = sum(t < drain / 2 for t in times)
+        assert sockets * 0.3 <= by_half <= sockets * 0.7, times
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert max(gaps) < drain / 3, times
         assert await asyncio.to_thread(proto.wait, 30) == 0
 
 

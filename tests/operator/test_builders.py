@@ -36,9 +36,15 @@ def test_external_urls_and_password_ref_pass_through() -> None:
     }
     assert builders.shard_urls("chat", "ns", spec) == ["rediss://a:1/0"]
     assert builders.password_ref("chat", spec) == {"name": "s", "key": "password"}
-    kinds = [m["kind"] for m in builders.children("chat", "ns", "uid", spec)]
-    assert "StatefulSet" not in kinds
-    assert builders.stale_children(spec) == [("StatefulSet", n.REDIS), ("Service", n.REDIS)]
+    children = builders.children("chat", "ns", "uid", spec)
+    assert "StatefulSet" not in [m["kind"] for m in children]
+    assert "chat-redis" not in [m["metadata"]["name"] for m in children]
+    assert builders.stale_children(spec) == [
+        ("PodDisruptionBudget", n.REDIS),
+        ("StatefulSet", n.REDIS),
+        ("Service", n.REDIS),
+    ]
+    assert builders.stale_children(SPEC) == []
 
 
 def test_children_are_owned_labelled_and_ordered() -> None:
@@ -46,9 +52,12 @@ def test_children_are_owned_labelled_and_ordered() -> None:
     assert [(m["kind"], m["metadata"]["name"]) for m in children] == [
         ("Service", "chat-redis"),
         ("StatefulSet", "chat-redis"),
+        ("PodDisruptionBudget", "chat-redis"),
         ("Service", "chat"),
         ("Deployment", "chat-protocol"),
+        ("PodDisruptionBudget", "chat-protocol"),
         ("Deployment", "chat-worker"),
+        ("PodDisruptionBudget", "chat-worker"),
     ]
     for m in children:
         (owner,) = m["metadata"]["ownerReferences"]
@@ -108,3 +117,50 @@ def test_a_django_project_is_loaded_by_both_process_kinds() -> None:
         "8080",
     ]
     assert worker_args[:2] == ["worker", "django:mysite.settings"]
+
+
+def test_protocol_pods_roll_with_surge_and_drain_gently() -> None:
+    proto = builders.protocol_deployment("chat", "ns", "uid", SPEC)
+    assert proto["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = proto["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The kubelet's own sleep (no binary in the image), before SIGTERM.
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert env_of(proto)["CHANNELAPP_DRAIN_SECONDS"]["value"] == "30"  # the CRD's default
+    # preStop + drain + margin: the drain ends well before SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 10
+    spec = {**SPEC, "protocol": {**SPEC["protocol"], "drainSeconds": 120}}
+    proto = builders.protocol_deployment("chat", "ns", "uid", spec)
+    assert env_of(proto)["CHANNELAPP_DRAIN_SECONDS"]["value"] == "120"
+    assert proto["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 135
+    spec = {**SPEC, "protocol": {**SPEC["protocol"], "drainSeconds": 0}}
+    proto = builders.protocol_deployment("chat", "ns", "uid", spec)
+    assert env_of(proto)["CHANNELAPP_DRAIN_SECONDS"]["value"] == "0"
+    assert proto["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 15
+    # Workers drain their messages, not sockets: no drain window, no preStop.
+    worker = builders.worker_deployment("chat", "ns", "uid", SPEC)
+    assert "CHANNELAPP_DRAIN_SECONDS" not in env_of(worker)
+    assert "lifecycle" not in worker["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_disruption_budgets_cover_each_workload() -> None:
+    children = builders.children("chat", "ns", "uid-1", SPEC)
+    workloads = {
+        m["metadata"]["name"]: m for m in children if m["kind"] in ("Deployment", "StatefulSet")
+    }
+    budgets = {m["metadata"]["name"]: m for m in children if m["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == set(workloads) == {"chat-redis", "chat-protocol", "chat-worker"}
+    for name, pdb in budgets.items():
+        assert pdb["apiVersion"] == "policy/v1"
+        assert pdb["spec"]["maxUnavailable"] == 1
+        # Exactly the pods of its workload.
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert selector == workloads[name]["spec"]["selector"]["matchLabels"]
+        pod_labels = workloads[name]["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+        (owner,) = pdb["metadata"]["ownerReferences"]
+        assert owner["uid"] == "uid-1" and owner["controller"] is True
+        assert pdb["metadata"]["labels"] == workloads[name]["metadata"]["labels"]

@@ -54,6 +54,7 @@ OPERATOR_ENV = [
     "CHANNELAPP_ALLOWED_ORIGINS",
     "CHANNELAPP_WORKER_CONCURRENCY",
     "CHANNELAPP_SHUTDOWN_TIMEOUT",
+    "CHANNELAPP_DRAIN_SECONDS",
 ]
 
 
@@ -112,6 +113,21 @@ INVALID = {
         with_spec(protocol={"port": 70000}),
         "spec.protocol.port",
         "less than or equal to 65535",
+    ),
+    "drain-too-long": (
+        with_spec(protocol={"drainSeconds": 601}),
+        "spec.protocol.drainSeconds",
+        "less than or equal to 600",
+    ),
+    "drain-negative": (
+        with_spec(protocol={"drainSeconds": -1}),
+        "spec.protocol.drainSeconds",
+        "greater than or equal to 0",
+    ),
+    "drain-fraction": (
+        with_spec(protocol={"drainSeconds": 1.5}),
+        "spec.protocol.drainSeconds",
+        "integer",
     ),
     "service-type": (
         with_spec(protocol={"serviceType": "Ingress"}),
@@ -416,7 +432,12 @@ def test_schema_fills_defaults(
     obj["metadata"]["name"] = "defaults"
     kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
     spec = kube_cluster.kubectl_json("get", "channelapp", "defaults", "-n", namespace)["spec"]
-    assert spec["protocol"] == {"replicas": 1, "port": 8000, "serviceType": "ClusterIP"}
+    assert spec["protocol"] == {
+        "replicas": 1,
+        "port": 8000,
+        "serviceType": "ClusterIP",
+        "drainSeconds": 30,
+    }
     w = spec["workers"]
     assert (w["minReplicas"], w["maxReplicas"], w["targetQueueDepth"]) == (1, 10, 10)
     assert (w["scaleDownStabilizationSeconds"], w["pollIntervalSeconds"]) == (30, 1)

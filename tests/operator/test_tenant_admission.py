@@ -436,7 +436,8 @@ def test_aggregated_roles_give_view_edit_and_admin_their_channelapp_rights(
 def test_child_names_of_two_apps_collide_only_through_the_redis_suffix() -> None:
     """Children of app NAME (operator/channelapp_operator/names.py): Services NAME and
     NAME-redis (headless, for the Redis StatefulSet), Deployments NAME-protocol and
-    NAME-worker, StatefulSet NAME-redis, Secret NAME-secrets. Two objects collide only with
+    NAME-worker, StatefulSet NAME-redis, Secret NAME-secrets, PodDisruptionBudgets named as
+    the workloads they cover. Two objects collide only with
     the same kind and name. Deployments end in -protocol or -worker, never both, so
     X-protocol = Y-protocol only when X = Y (and likewise the others); the one kind with two
     differently shaped names is Service: NAME and NAME-redis, so app x-redis's Service is
@@ -450,6 +451,9 @@ def test_child_names_of_two_apps_collide_only_through_the_redis_suffix() -> None
             ("Deployment", names.worker_name(app_name)),
             ("StatefulSet", names.redis_name(app_name)),
             ("Secret", names.secret_name(app_name)),
+            ("PodDisruptionBudget", names.protocol_name(app_name)),
+            ("PodDisruptionBudget", names.worker_name(app_name)),
+            ("PodDisruptionBudget", names.redis_name(app_name)),
         }
 
     suffixes = ["", "-redis", "-protocol", "-worker", "-secrets"]

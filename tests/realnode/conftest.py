@@ -13,6 +13,7 @@ ORDER = (
     "test_real_chat",
     "test_real_django",
     "test_real_autoscaling",
+    "test_real_disruptions",
     "test_real_failures",
     "test_real_restricted",
     "test_real_teardown",

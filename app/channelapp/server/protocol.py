@@ -34,6 +34,7 @@ from channelapp.server.websocket import SocketSession, refusal_reason
 from channelapp.settings import Settings
 from channelapp.spec import (
     HTTP_REQUEST,
+    SERVICE_RESTART,
     TRY_AGAIN_LATER,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
@@ -470,17 +471,30 @@ class ProtocolServer:
         if session is not None:
             await session.close(code, why)
 
-    async def drain(self, grace: float = 10.0) -> None:
-        """Stop being ready, close every WebSocket with 1001, wait for HTTP responses in flight."""
+    async def drain(self, grace: float = 10.0, spread: float = 0.0) -> None:
+        """Stop being ready; close every WebSocket with 1012 (service restart), evenly spread
+        over ``spread`` seconds so their clients come back over that window rather than all
+        at once; meanwhile wait up to ``grace`` seconds for HTTP responses in flight."""
         self.draining = True
-        log.info("draining: closing %d websocket(s) with 1001", len(self.sockets))
-        await asyncio.gather(  # each within CLOSE_GRACE: a client that reads nothing is cut off
-            *(
-                self.close_socket(ws, WSCloseCode.GOING_AWAY, "server shutting down")
-                for ws in list(self.sockets)
-            ),
-            return_exceptions=True,
-        )
+        sockets = list(self.sockets)
+        log.info("draining: closing %d websocket(s) with 1012 over %gs", len(sockets), spread)
+        await asyncio.gather(self._close_spread(sockets, spread), self._http_settled(grace))
+
+    async def _close_spread(self, sockets: list[web.WebSocketResponse], spread: float) -> None:
+        """Socket ``i`` of ``n`` is closed ``spread * i / n`` seconds from now."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        closing: list[asyncio.Task[None]] = []
+        for i, ws in enumerate(sockets):
+            wait = start + spread * i / len(sockets) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            closing.append(  # each within CLOSE_GRACE: a client that reads nothing is cut off
+                asyncio.create_task(self.close_socket(ws, SERVICE_RESTART, "server restarting"))
+            )
+        await asyncio.gather(*closing, return_exceptions=True)
+
+    async def _http_settled(self, grace: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         if self._inflight:
@@ -527,7 +541,11 @@ async def serve_protocol(
         log.info("shutting down: stop accepting connections")
         server.draining = True
         await site.stop()
-        await server.drain(grace=min(10.0, settings.shutdown_timeout))
+        # The sockets' drain takes drain_seconds whatever shutdown_timeout is: the pod's
+        # grace period (set by the operator) covers both.
+        await server.drain(
+            grace=min(10.0, settings.shutdown_timeout), spread=settings.drain_seconds
+        )
         await runner.cleanup()
         log.info("protocol server stopped")
 

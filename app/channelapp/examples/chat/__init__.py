@@ -26,6 +26,18 @@ class IndexPage(HttpConsumer):
         return Response.html(page)
 
 
+class ReconnectScript(HttpConsumer):
+    """The page's reconnecting WebSocket (reconnect.js), usable by any page."""
+
+    async def get(self, request: Request) -> Response:
+        script = resources.files("channelapp.examples.chat").joinpath("reconnect.js").read_bytes()
+        return Response(
+            script,
+            200,
+            [("Content-Type", "text/javascript; charset=utf-8"), ("Cache-Control", "no-cache")],
+        )
+
+
 FAVICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
     '<rect width="32" height="32" rx="7" fill="#3358d4"/>'
@@ -85,6 +97,7 @@ class ChatConsumer(JsonWebsocketConsumer):
 app = App(
     [
         path("/", IndexPage, protocol="http"),
+        path("/reconnect.js", ReconnectScript, protocol="http"),
         path("/favicon.svg", Favicon, protocol="http"),
         path("/favicon.ico", Favicon, protocol="http"),
         path("/api/rooms/<room>/", RoomInfo, protocol="http"),
