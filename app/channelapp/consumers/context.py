@@ -104,7 +104,7 @@ class Context:
             self.response_started = True
         elif kind == "http.response.body":
             body = message.get("body")
-            if isinstance(body, bytes | bytearray | memoryview) and len(body) > RESPONSE_CHUNK_SIZE:
+            if isinstance(body, (bytes, bytearray, memoryview)) and len(body) > RESPONSE_CHUNK_SIZE:
                 await self._reply_in_chunks(self.reply_channel, bytes(body), message)
                 return
         await self.layer.send(self.reply_channel, message)

@@ -30,6 +30,10 @@ from channelapp.sync import call, run_sync
 
 log = logging.getLogger("channelapp.consumers")
 
+# (consumer class, handler name) pairs whose handler is of the class's kind: checked once,
+# not on every message.
+_HANDLER_KIND_CHECKED: set[tuple[type, str]] = set()
+
 
 class _SocketConsumer:
     """What async and sync WebSocket consumers share: the session, groups and lifecycle."""
@@ -54,7 +58,11 @@ class _SocketConsumer:
         without await in a plain ``def`` (or an ``async def`` run as a plain one) would do
         nothing, silently."""
         fn = getattr(self, name)
+        key = (type(self), name)
+        if key in _HANDLER_KIND_CHECKED:
+            return fn
         if inspect.iscoroutinefunction(fn) == self._async_handlers:
+            _HANDLER_KIND_CHECKED.add(key)
             return fn
         cls = type(self).__name__
         if self._async_handlers:

@@ -29,7 +29,7 @@ def frame_over(data: object, limit: int) -> bool:
         if 4 * len(data) <= limit or data.isascii():
             return False
         return len(data.encode("utf-8", "surrogatepass")) > limit
-    return isinstance(data, bytes | bytearray) and len(data) > limit
+    return isinstance(data, (bytes, bytearray)) and len(data) > limit
 
 
 def reply_over(message: dict[str, Any], limit: int) -> bool:
