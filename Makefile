@@ -44,7 +44,7 @@ run: ## Run the example app locally in one process (no Redis, no cluster): http:
 	$(PYTHON) -m channelapp dev $(APP) --host $(HOST) --port $(PORT)
 
 .PHONY: lint
-lint: ## ruff check + format check, mypy (strict) over app/ and operator/
+lint: ## ruff check + format check, mypy (strict) over app/, operator/ and devtools/
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
@@ -78,6 +78,7 @@ bench: ## Run the benchmarks (layer, websocket, fanout, sync HTTP, autoscale sur
 	$(PYTHON) -m bench.autoscale
 	$(PYTHON) -m bench.autoscale_steady
 	$(PYTHON) -m bench.autoscale_processes
+	$(PYTHON) -m bench.operator_scale
 
 ##@ Cluster
 
@@ -89,15 +90,15 @@ cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, helm and 
 cluster: cluster-tools ## Start a local control plane (etcd, apiserver, controller-manager, scheduler, kwok); NODE=real adds a real node (root)
 ifeq ($(NODE),real)
 	$(MAKE) node-tools
-	$(PYTHON) -m tests.support.realnode up
+	$(PYTHON) -m devtools.realnode up
 else
-	$(PYTHON) -m tests.support.controlplane up
+	$(PYTHON) -m devtools.controlplane up
 endif
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane (and a real node: its pods, processes, mounts, network, cgroups) and remove its data
-	$(PYTHON) -m tests.support.realnode down
-	$(PYTHON) -m tests.support.controlplane down
+	$(PYTHON) -m devtools.realnode down
+	$(PYTHON) -m devtools.controlplane down
 
 .PHONY: node-tools
 node-tools: ## Build kubelet, kube-proxy, CoreDNS and the pause image of the real node (cached)
@@ -119,13 +120,12 @@ images: ## Build the app and operator images with docker or podman
 chart-crd: ## Copy operator/crd/channelapps.yaml into the chart (a test checks they match)
 	cp operator/crd/channelapps.yaml charts/channelapp-operator/files/channelapps.yaml
 
+DEPLOY = $(PYTHON) -m devtools.deploy --namespace $(NAMESPACE) --kubectl $(KUBECTL) --helm $(HELM)
+
 .PHONY: deploy
-deploy: ## helm install the operator and apply the sample ChannelApp into the current kubectl context
-	$(HELM) upgrade --install channelapp-operator charts/channelapp-operator \
-	  --namespace $(NAMESPACE) --create-namespace --wait
-	$(KUBECTL) apply -f examples/chat.yaml
+deploy: ## helm install the operator and the sample ChannelApp (KUBECONFIG, else make cluster's), wait Ready, print its URL
+	$(DEPLOY) up
 
 .PHONY: undeploy
 undeploy: ## Remove the sample ChannelApp and the operator
-	-$(KUBECTL) delete -f examples/chat.yaml --wait=true
-	$(HELM) uninstall channelapp-operator --namespace $(NAMESPACE)
+	$(DEPLOY) down

@@ -23,11 +23,11 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
 
 from bench.common import machine, table
-from bench.hpa_model import first_time, simulate
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.controlplane import start_for_tests
-from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
-from tests.support.redis_fixtures import redis_servers
+from bench.hpa_model import sweep
+from devtools.controlplane import start_for_tests
+from devtools.kube import KubeCluster
+from devtools.operator import CRD, OperatorProcess, load_example
+from devtools.redis import redis_servers
 
 SURGE = 400
 TARGET = 10
@@ -63,13 +63,7 @@ def main() -> None:
     plane = start_for_tests()
     tmp = Path(tempfile.mkdtemp(prefix="bench-autoscale-"))
     try:
-        cluster = KubeCluster(
-            plane.kubeconfig,
-            plane.bin_dir,
-            str(plane.bin_dir / "kubectl"),
-            str(plane.bin_dir / "helm"),
-            plane,
-        )
+        cluster = KubeCluster.for_plane(plane)
         cluster.kubectl("apply", "--server-side", "-f", str(CRD))
         cluster.kubectl("wait", "--for=condition=Established", "crd/channelapps.channelapp.dev")
         ns = "bench"
@@ -100,22 +94,14 @@ def main() -> None:
         plane.stop()
 
     # The baseline over every phase of its 30 s poll and 15 s sync relative to the surge.
-    ups, downs = [], []
-    for poll_phase in range(0, 30, 3):
-        for sync_phase in range(0, 15, 3):
-            surge_at, drained_at = 30.0, 30.0 + HOLD
-            changes = simulate(
-                lambda t, s=surge_at, d=drained_at: SURGE if s <= t < d else 0,
-                start=1,
-                min_replicas=1,
-                max_replicas=MAX,
-                target=TARGET,
-                until=800,
-                poll_phase=poll_phase,
-                sync_phase=sync_phase,
-            )
-            ups.append(first_time(changes, surge_at, lambda r: r >= MAX))
-            downs.append(first_time(changes, drained_at, lambda r: r <= 1))
+    ups, downs = sweep(
+        depth=SURGE,
+        surge_at=30.0,
+        drained_at=30.0 + HOLD,
+        max_replicas=MAX,
+        target=TARGET,
+        until=800,
+    )
     keda_up, keda_down = statistics.fmean(ups), statistics.fmean(downs)
     rows = [
         [

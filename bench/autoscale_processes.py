@@ -30,7 +30,7 @@ from channelapp.autoscale.signals import Load, LoadTracker
 from channelapp.layer import RedisChannelLayer
 
 from bench.common import machine, pct, table
-from tests.support.redis_fixtures import redis_servers
+from devtools.redis import redis_servers
 
 APP = "channelapp.examples.jobs:app"
 POLL = 0.5

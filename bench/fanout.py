@@ -29,8 +29,8 @@ import aiohttp
 
 from bench.common import machine, table
 from bench.websocket import daphne, stop
-from tests.support.processes import AppProcess
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess
+from devtools.redis import RedisServer
 
 QUIET = 15.0  # seconds a socket may wait for its next message before it counts the rest lost
 

@@ -76,3 +76,34 @@ def first_time(
         if t >= after and test(r):
             return t - after
     return math.inf
+
+
+def sweep(
+    *,
+    depth: int,
+    surge_at: float,
+    drained_at: float,
+    max_replicas: int,
+    target: int,
+    until: float,
+) -> tuple[list[float], list[float]]:
+    """The model fed a surge of ``depth`` queued from ``surge_at`` to ``drained_at``, starting
+    at 1 replica, over every phase (3 s steps) of its 30 s poll and 15 s sync relative to the
+    surge: the times from the surge to ``max_replicas`` and from the drain back to 1, one per
+    phase pair (``math.inf`` where it never gets there)."""
+    ups, downs = [], []
+    for poll_phase in range(0, 30, 3):
+        for sync_phase in range(0, 15, 3):
+            changes = simulate(
+                lambda t: depth if surge_at <= t < drained_at else 0,
+                start=1,
+                min_replicas=1,
+                max_replicas=max_replicas,
+                target=target,
+                until=until,
+                poll_phase=poll_phase,
+                sync_phase=sync_phase,
+            )
+            ups.append(first_time(changes, surge_at, lambda r: r >= max_replicas))
+            downs.append(first_time(changes, drained_at, lambda r: r <= 1))
+    return ups, downs

@@ -6,6 +6,7 @@ coroutines receive them; each message carries its send time for the latency.
 redis-benchmark's LPUSH/RPOP rate on the same server is printed as the ceiling.
 
     python -m bench.layer [--messages 40000] [--baseline-messages 6000]
+    python -m bench.layer --sentinel [--messages 40000]   # direct vs redis+sentinel:// URL
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from typing import Any
 
 from bench.common import machine, ms, pct, table
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 SENDERS = 32
 RECEIVERS = 32
@@ -43,7 +44,7 @@ async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
             if received >= n:
                 done.set()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     receivers = [asyncio.create_task(receiver()) for _ in range(RECEIVERS)]
     shares = [n // SENDERS + (1 if i < n % SENDERS else 0) for i in range(SENDERS)]
     await asyncio.gather(*(sender(share) for share in shares))
@@ -58,6 +59,7 @@ async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
         "p99": pct(latencies, 99),
         "n": n,
         "elapsed": elapsed,
+        "cpu": (time.process_time() - cpu) / n,  # this process's CPU seconds per message
     }
 
 
@@ -82,6 +84,82 @@ async def bench_channels_redis(url: str, n: int) -> dict[str, float]:
         return await run_workload(layer, "bench", n)
     finally:
         await layer.flush()
+
+
+async def sequential_send(layer: Any, n: int) -> tuple[float, float]:
+    """Seconds per send, one at a time: wall time (the round trip) and this process's CPU
+    time (the client's own cost, little disturbed by other processes)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        await layer.send("sequential", {"type": "bench.message", "i": i})
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await layer.receive_many(["sequential"], n, timeout=1)
+    return elapsed / n, cpu / n
+
+
+async def bench_urls(urls: dict[str, str], n: int, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """The same workload through each URL (alternating, ``rounds`` times; the best kept), one
+    sender's time per send, and how often the layer asked where its server is meanwhile."""
+    from channelapp.layer import RedisChannelLayer
+
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for label, url in urls.items():
+            layer = RedisChannelLayer([url], capacity=n + 10, expiry=120)
+            try:
+                await run_workload(layer, "warmup", 2000)
+                resolver = layer.shards[0].resolver
+                asked = resolver.resolutions if resolver else 0
+                result = await run_workload(layer, "bench", n)
+                sequential = [await sequential_send(layer, 2000) for _ in range(3)]
+                result["send"] = min(wall for wall, _ in sequential)
+                result["cpu_one"] = min(cpu for _, cpu in sequential)
+                result["lookups"] = (resolver.resolutions if resolver else 0) - asked
+            finally:
+                await layer.flush()
+                await layer.close()
+            if label not in best:
+                best[label] = {**result, "cpu_all": result["cpu"]}
+            else:
+                best[label]["send"] = min(best[label]["send"], result["send"])
+                best[label]["cpu_one"] = min(best[label]["cpu_one"], result["cpu_one"])
+                best[label]["cpu_all"] = min(best[label]["cpu_all"], result["cpu"])
+                best[label]["lookups"] += result["lookups"]
+                if result["rate"] > best[label]["rate"]:
+                    for key in ("rate", "p50", "p99", "n", "elapsed"):
+                        best[label][key] = result[key]
+    return best
+
+
+def sentinel_vs_direct(n: int) -> None:
+    """channelapp's layer on one master, by its address and through Redis Sentinel."""
+    from devtools.sentinel import sentinel_group
+
+    with sentinel_group() as group:
+        print(f"# one redis-server master (+1 replica, 3 sentinels) on loopback ({machine()})")
+        print(f"# {SENDERS} senders, {RECEIVERS} receivers, one channel, best of 3 alternating;")
+        print("# one sender: the best of 9 runs of 2000 sends, one at a time")
+        urls = {"direct redis:// URL": group.master.url, "redis+sentinel:// URL": group.url()}
+        results = asyncio.run(bench_urls(urls, n))
+    direct = results["direct redis:// URL"]["rate"]
+    rows = [
+        [
+            label,
+            f"{r['rate']:,.0f}",
+            ms(r["p50"]),
+            ms(r["p99"]),
+            f"{r['rate'] / direct:.2f}x",
+            f"{r['cpu_all'] * 1e6:.0f}",
+            f"{r['send'] * 1e6:.0f}",
+            f"{r['cpu_one'] * 1e6:.0f}",
+            str(int(r["lookups"])),
+        ]
+        for label, r in results.items()
+    ]
+    print()
+    headers = ["layer", "messages/s", "p50 ms", "p99 ms", "vs direct", "CPU µs/message"]
+    headers += ["one sender: µs/send", "CPU µs/send", "master lookups"]
+    print(table(headers, rows))
 
 
 def redis_benchmark(port: int) -> dict[str, float]:
@@ -119,7 +197,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--baseline-messages", type=int, default=6_000)
+    parser.add_argument(
+        "--sentinel", action="store_true", help="direct vs through a redis+sentinel:// URL"
+    )
     args = parser.parse_args()
+    if args.sentinel:
+        sentinel_vs_direct(args.messages)
+        return
     server = RedisServer().start()
     try:
         print(f"# channel layer send+receive, one redis-server on loopback ({machine()})")

@@ -39,8 +39,8 @@ import aiohttp
 
 from bench.common import machine, ms, pct, table
 from bench.websocket import daphne, stop
-from tests.support.processes import AppProcess
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess
+from devtools.redis import RedisServer
 
 DJANGO = "daphne + Django, sync def view"
 CHANNELS = "daphne + Channels 4, SyncConsumer"

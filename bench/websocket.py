@@ -27,8 +27,9 @@ import aiohttp
 from channelapp.autoscale.local import wait_for_port
 
 from bench.common import machine, ms, pct, table
-from tests.support.processes import AppProcess
-from tests.support.redis_fixtures import RedisServer, free_port
+from devtools.processes import AppProcess
+from devtools.procs import free_port
+from devtools.redis import RedisServer
 
 
 async def drive(url: str, connections: int, seconds: float) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.redis_fixtures",
+    "tests.support.sentinel_fixtures",
     "tests.support.cluster_fixtures",
     "tests.support.operator_fixtures",
     "tests.support.django_fixtures",

@@ -39,14 +39,23 @@ GROUPS: dict[str, list[str]] = {
     ],
     "layer": ["channelapp.layer"],
     "scaling": ["channelapp.autoscale"],
-    "state": ["channelapp.sessions", "channelapp.sync", "channelapp.health"],
+    "state": [
+        "channelapp.sessions",
+        "channelapp.sync",
+        "channelapp.health",
+        "channelapp.protocol_settings",
+    ],
     "consumers": ["channelapp.consumers"],
     "app": ["channelapp.routing", "channelapp.application", "channelapp.startup"],
     "server": ["channelapp.server"],
     "worker": ["channelapp.worker"],
     "django": ["channelapp.django"],
     "compat": ["channelapp.compat"],
-    "channels": ["channelapp.channels"],
+    "channels": [
+        "channelapp.channels",
+        "channelapp.channels_project",
+        "channelapp.channels_worker",
+    ],
     "entry": [
         "channelapp.loading",
         "channelapp.dev",
@@ -73,8 +82,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "worker": {"base", "layer", "state", "consumers", "app"},
     "django": {"base", "layer", "state", "consumers", "app"},
     "compat": {"base", "layer", "state", "consumers", "app", "django"},
-    "channels": {"base", "layer"},
-    "entry": set(GROUPS) - {"entry", "examples", "channels"},
+    "channels": {"base", "layer", "state"},
+    "entry": set(GROUPS) - {"entry", "examples"},
     "examples": {"base", "layer", "state", "consumers", "app", "django", "compat"},
 }
 
@@ -102,6 +111,11 @@ FUNCTION_LOCAL: dict[tuple[str, str], str] = {
     ("channelapp.cli", "channelapp.worker.main"): COMMAND_PROCESS,
     ("channelapp.cli", "channelapp.dev"): COMMAND_PROCESS,
     ("channelapp.cli", "channelapp.autoscale.local"): COMMAND_PROCESS,
+    ("channelapp.cli", "channelapp.server.asgi_host"): COMMAND_PROCESS,
+    ("channelapp.cli", "channelapp.channels_worker"): COMMAND_PROCESS,
+    ("channelapp.cli", "channelapp.channels_project"): (
+        "channelapp.channels_project imports Channels and Django: only for a Channels project"
+    ),
 }
 
 

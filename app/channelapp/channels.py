@@ -15,7 +15,14 @@ keywords), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``, ``channel_cap
 (glob strings or compiled regexes, first match wins), ``symmetric_encryption_keys`` (any
 strings, derived into Fernet keys as channels_redis derives them) and ``serializer_format``.
 Without ``hosts`` the layer uses ``CHANNELAPP_REDIS_URLS`` (what the operator sets on its
-pods), else ``redis://localhost:6379``. Redis Sentinel host entries are refused.
+pods), else ``redis://localhost:6379``.
+
+Redis Sentinel host dicts are channels_redis's: ``sentinels`` (``(host, port)`` pairs, asked
+in order), ``master_name``, ``sentinel_kwargs`` (``password`` is the sentinels' own; their
+timeouts follow the layer's), and for the master ``db``, ``username``, ``password`` and the
+layer-wide timeouts; ``failover_timeout`` (seconds a send waits for a failover to end, 15 by
+default) is channelapp's. Such a dict becomes a ``redis+sentinel://`` shard URL (see
+``channelapp.layer.sentinel``); TLS to Sentinel is not supported.
 
 The layer keeps channelapp's storage (``<prefix>:ch:<channel>`` lists, sharded by
 consistent hashing): it does not share queues with channels_redis processes, so every
@@ -33,7 +40,7 @@ import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from channels.exceptions import ChannelFull as ChannelsChannelFull
 from channels.layers import BaseChannelLayer
@@ -42,6 +49,7 @@ from channelapp.layer import base as core_base
 from channelapp.layer.keyspace import validate_prefix
 from channelapp.layer.names import InvalidChannelName, is_process_specific, non_local_name
 from channelapp.layer.redis import RedisChannelLayer as CoreRedisChannelLayer
+from channelapp.settings import split_urls
 
 log = logging.getLogger("channelapp.channels")
 
@@ -50,6 +58,18 @@ HOSTS_ENVIRONMENT = "CHANNELAPP_REDIS_URLS"
 SERIALIZER_FORMATS = ("msgpack", "json")
 # redis-py keywords of a host dict that become part of its URL.
 _URL_KEYS = {"address", "host", "port", "db", "username", "password", "ssl"}
+# The same for a Redis Sentinel host dict.
+_SENTINEL_URL_KEYS = {
+    "sentinels",
+    "master_name",
+    "sentinel_kwargs",
+    "db",
+    "username",
+    "password",
+    "failover_timeout",
+}
+# Keywords of ``sentinel_kwargs`` accepted; only the password is used.
+_SENTINEL_KWARGS = {"password", "socket_timeout", "socket_connect_timeout"}
 # Keywords applied to every shard (channelapp's layer has one setting for all of them).
 _TIMEOUT_KEYS = {"socket_timeout": "socket_timeout", "socket_connect_timeout": "connect_timeout"}
 
@@ -68,14 +88,47 @@ def fernet_key(key: str | bytes) -> bytes:
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 
+def _sentinel_url_of(where: str, entry: Mapping[str, Any]) -> str:
+    """A Redis Sentinel host dict as a ``redis+sentinel://`` URL."""
+    sentinels = entry.get("sentinels")
+    if not sentinels or isinstance(sentinels, str | bytes | Mapping):
+        raise ValueError(f"{where}: 'sentinels' must be a list of (host, port) pairs")
+    name = entry.get("master_name")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"{where}: 'master_name' (the name the sentinels monitor) is required")
+    hosts = []
+    for sentinel in sentinels:
+        if not isinstance(sentinel, tuple | list) or len(sentinel) != 2:
+            raise ValueError(f"{where}: a sentinel must be a (host, port) pair, got {sentinel!r}")
+        host = str(sentinel[0])
+        hosts.append(
+            f"[{host}]:{int(sentinel[1])}" if ":" in host else f"{host}:{int(sentinel[1])}"
+        )
+    sentinel_kwargs = dict(entry.get("sentinel_kwargs") or {})
+    unknown = sorted(set(sentinel_kwargs) - _SENTINEL_KWARGS)
+    if unknown:
+        raise ValueError(
+            f"{where}: sentinel_kwargs {unknown} not supported by "
+            f"channelapp.channels.RedisChannelLayer (known: {', '.join(sorted(_SENTINEL_KWARGS))})"
+        )
+    user = quote(str(entry.get("username") or ""), safe="")
+    password = quote(str(entry.get("password") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    query: dict[str, str] = {}
+    if sentinel_kwargs.get("password"):
+        query["sentinel_password"] = str(sentinel_kwargs["password"])
+    if "failover_timeout" in entry:
+        query["failover_timeout"] = str(float(entry["failover_timeout"]))
+    tail = f"?{urlencode(query)}" if query else ""
+    db = int(entry.get("db", 0))
+    return f"redis+sentinel://{auth}{','.join(hosts)}/{quote(name, safe='')}/{db}{tail}"
+
+
 def _url_of(index: int, entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """One host dict as a URL, and the keywords that apply to the whole layer."""
     where = f"CONFIG hosts[{index}]"
     if "sentinels" in entry or "master_name" in entry:
-        raise ValueError(
-            f"{where}: 'sentinels' (Redis Sentinel) is not supported by "
-            "channelapp.channels.RedisChannelLayer; give the master's address instead"
-        )
+        return _sentinel_url_of(where, entry), _layer_wide(where, entry, _SENTINEL_URL_KEYS)
     if "address" in entry:
         address = entry["address"]
         if isinstance(address, tuple | list):
@@ -97,15 +150,28 @@ def _url_of(index: int, entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             query = "&".join(q for q in (query, f"db={int(entry['db'])}") if q)
         else:
             path = f"/{int(entry['db'])}"
+    return urlunsplit((scheme, netloc, path, query, "")), _layer_wide(where, entry, _URL_KEYS)
+
+
+def _layer_wide(where: str, entry: Mapping[str, Any], url_keys: set[str]) -> dict[str, Any]:
+    """The keywords of a host dict that apply to the whole layer (those not in its URL)."""
+    sentinel = url_keys is _SENTINEL_URL_KEYS
     layer_wide: dict[str, Any] = {}
     ssl_options: dict[str, Any] = {}
     for name, value in entry.items():
-        if name in _URL_KEYS:
+        if name in url_keys:
             continue
         if name in _TIMEOUT_KEYS:
             layer_wide[_TIMEOUT_KEYS[name]] = float(value)
-        elif name.startswith("ssl_"):
+        elif name.startswith("ssl_") and not sentinel:
             ssl_options[name] = value
+        elif sentinel:
+            raise ValueError(
+                f"{where}: {name!r} is not supported by channelapp.channels.RedisChannelLayer "
+                "(Sentinel host dicts take sentinels, master_name, sentinel_kwargs, db, "
+                "username, password, failover_timeout, socket_timeout, socket_connect_timeout; "
+                "no TLS)"
+            )
         else:
             raise ValueError(
                 f"{where}: {name!r} is not supported by channelapp.channels.RedisChannelLayer "
@@ -114,14 +180,13 @@ def _url_of(index: int, entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             )
     if ssl_options:
         layer_wide["ssl_options"] = ssl_options
-    return urlunsplit((scheme, netloc, path, query, "")), layer_wide
+    return layer_wide
 
 
 def decode_hosts(hosts: Any) -> tuple[list[str], dict[str, Any]]:
     """channels_redis's ``hosts`` as URLs, and the keywords for the whole layer."""
     if not hosts:
-        env = os.environ.get(HOSTS_ENVIRONMENT, "")
-        return [u.strip() for u in env.split(",") if u.strip()] or [DEFAULT_HOST], {}
+        return split_urls(os.environ.get(HOSTS_ENVIRONMENT, "")) or [DEFAULT_HOST], {}
     if isinstance(hosts, str | bytes):
         raise ValueError("CONFIG hosts must be a list of Redis hosts, even if there is only one")
     urls: list[str] = []

@@ -1,18 +1,23 @@
-"""The ``channelapp`` command: protocol, worker, dev and run."""
+"""The ``channelapp`` command: protocol, worker, dev, run, asgi and runworker."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import re
 import sys
+from typing import Any
 
 from channelapp import __version__, sync
 from channelapp.application import App
 from channelapp.loading import AppLoadError, load_app
+from channelapp.settings import Settings, check_values
 from channelapp.startup import StartupError
+
+ASGI_PREFIX = "asgi:"
 
 
 def _autoscale(value: str) -> tuple[int, int]:
@@ -39,20 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    app_help = (
+        "the app object, as package.module:attribute, or a Django project, as "
+        "django:mysite.settings (imported from the current directory too)"
+    )
+
     def app_cmd(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=formatter)
-        p.add_argument(
-            "app",
-            help="the app object, as package.module:attribute, or a Django project, as "
-            "django:mysite.settings (imported from the current directory too)",
-        )
+        p.add_argument("app", help=app_help)
         return p
 
     def listen(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on")
         p.add_argument("--port", type=_port, default=8000, help="port to listen on")
 
-    listen(app_cmd("protocol", "run a protocol server (HTTP and WebSocket)"))
+    protocol_help = "run a protocol server (HTTP and WebSocket)"
+    p = sub.add_parser(
+        "protocol", help=protocol_help, description=protocol_help, formatter_class=formatter
+    )
+    p.add_argument(
+        "app",
+        nargs="?",
+        default=None,
+        help=f"{app_help}; without it (as the operator runs it) nothing of the app is imported: "
+        "its settings are the environment's, with those the app's workers publish",
+    )
+    listen(p)
 
     p = app_cmd("worker", "run a worker")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
@@ -65,6 +82,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     listen(app_cmd("dev", "protocol server and worker in one process, in-memory layer (no Redis)"))
+
+    asgi_help = (
+        "the ASGI application, as package.module:attribute (asgi:package.module:attribute "
+        "too), e.g. a Channels 4 project's mysite.asgi:application"
+    )
+    serve_help = (
+        "serve an ASGI 3 application in this process (HTTP, WebSocket, lifespan) with the "
+        "protocol server's limits; a Channels project's CHANNEL_LAYERS is pointed at "
+        "CHANNELAPP_REDIS_URLS when set"
+    )
+    p = sub.add_parser("asgi", help=serve_help, description=serve_help, formatter_class=formatter)
+    p.add_argument("app", help=asgi_help)
+    listen(p)
+
+    runworker_help = (
+        "Channels' runworker: consume the named channels through the project's "
+        "ChannelNameRouter, report load for the autoscaler, drain on SIGTERM"
+    )
+    p = sub.add_parser(
+        "runworker", help=runworker_help, description=runworker_help, formatter_class=formatter
+    )
+    p.add_argument("app", help=asgi_help)
+    p.add_argument("channels", nargs="+", metavar="CHANNEL", help="channel names to consume")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="application instances per channel, each handling one message at a time",
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
+    p.add_argument("--metrics-port", type=_port, default=0, help="serve /metrics here (0: off)")
 
     p = app_cmd("run", "a protocol server and a pool of worker processes on this machine")
     listen(p)
@@ -122,11 +170,22 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _importable_from_cwd()
-    try:
-        app = load_app(args.app)
-    except AppLoadError as exc:
-        print(f"channelapp: {exc}", file=sys.stderr)
-        return 2
+    if args.command in ("asgi", "runworker"):
+        try:
+            return _run_asgi(args)
+        except AppLoadError as exc:
+            print(f"channelapp: {exc}", file=sys.stderr)
+            return 2
+        except StartupError as exc:
+            print(f"channelapp {args.command}: {exc}", file=sys.stderr)
+            return 2
+    app = None
+    if args.app is not None:  # `channelapp protocol` runs without one
+        try:
+            app = load_app(args.app)
+        except AppLoadError as exc:
+            print(f"channelapp: {exc}", file=sys.stderr)
+            return 2
     try:
         return _run(args, app)
     except StartupError as exc:
@@ -152,12 +211,88 @@ def _exit_past_stuck_threads() -> None:
         os._exit(0)
 
 
-def _run(args: argparse.Namespace, app: App) -> int:
+def load_asgi(target: str) -> Any:
+    """The ASGI application named ``package.module:attribute`` (``asgi:`` before it too)."""
+    path = target.removeprefix(ASGI_PREFIX)
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise AppLoadError(
+            f"an ASGI application is named as 'package.module:attribute', got {target!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"cannot import {module_name!r} (from {target!r}): {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise AppLoadError(f"{target!r} is not an ASGI application (not callable)")
+    return obj
+
+
+def _asgi_settings() -> Settings:
+    try:
+        settings = Settings.from_env()
+        check_values(settings)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return settings
+
+
+def _run_asgi(args: argparse.Namespace) -> int:
+    """``channelapp asgi`` and ``channelapp runworker``: the application is imported first
+    (a Django project configures itself), then a Channels project's layer is pointed."""
+    settings = _asgi_settings()
+    application = load_asgi(args.app)
+    # A Channels project: its module imported Channels and configured Django's settings.
+    conf = sys.modules.get("django.conf")
+    channels_project = "channels" in sys.modules and bool(
+        conf is not None and conf.settings.configured
+    )
+    if channels_project:
+        from channelapp import channels_project as project
+
+        try:
+            project.point_channel_layers(settings)
+            settings = project.server_settings(settings)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+    if args.command == "runworker":
+        if not channels_project:
+            raise StartupError(
+                f"{args.app!r} is not a Channels project (it configured no Django settings with Channels)"
+            )
+        from channelapp.channels_worker import run_channel_worker_async
+
+        asyncio.run(
+            run_channel_worker_async(
+                application,
+                args.channels,
+                settings,
+                concurrency=args.concurrency,
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
+            )
+        )
+        return 0
+    from channelapp.server.asgi_host import run_asgi_async
+
+    asyncio.run(run_asgi_async(application, settings, args.host, args.port))
+    return 0
+
+
+def _run(args: argparse.Namespace, app: App | None) -> int:
     if args.command == "protocol":
         from channelapp.server.protocol import run_protocol_async
 
         asyncio.run(run_protocol_async(app, args.host, args.port))
-    elif args.command == "worker":
+        return 0
+    assert app is not None  # every other command names its app
+    if args.command == "worker":
         from channelapp.worker.main import run_worker_async
 
         asyncio.run(

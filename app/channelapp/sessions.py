@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from channelapp.layer import BaseChannelLayer, InMemoryChannelLayer, RedisChannelLayer
+from channelapp.layer import BaseChannelLayer, InMemoryChannelLayer, LayerMonitor
 from channelapp.layer.serializers import MessageCorrupt
 from channelapp.security import BadSignature, sign, unsign
 
@@ -105,7 +105,7 @@ class RedisSessionStore:
     set, sessions are encrypted like messages.
     """
 
-    def __init__(self, layer: RedisChannelLayer, ttl: float) -> None:
+    def __init__(self, layer: LayerMonitor, ttl: float) -> None:
         self.keys = layer.keys
         self.ttl = max(1, int(ttl))
 
@@ -131,8 +131,8 @@ class RedisSessionStore:
 
 
 def session_store_for(layer: BaseChannelLayer, ttl: float) -> SessionStore:
-    if isinstance(layer, RedisChannelLayer):
-        return RedisSessionStore(layer, ttl)
+    if (monitor := layer.monitor()) is not None:
+        return RedisSessionStore(monitor, ttl)
     if isinstance(layer, InMemoryChannelLayer):
         return MemorySessionStore(ttl)
     return MemorySessionStore(ttl)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,7 +26,8 @@ DEVELOPMENT_SECRET_KEY = "insecure-development-key"
 
 @dataclass
 class Settings:
-    # Comma-separated in the environment: redis://[:password@]host:port/db, rediss:// for TLS.
+    # Comma-separated in the environment: redis://[:password@]host:port/db, rediss:// for TLS,
+    # redis+sentinel://[:password@]h1:26379,h2:26379/<master-name>[/db] (layer/sentinel.py).
     # Empty means the in-memory layer (one process only).
     redis_urls: list[str] = field(default_factory=list)
     # Password applied to every Redis URL that has none (the operator passes it from a Secret).
@@ -103,6 +105,16 @@ class Settings:
             values[key] = _checked(f"{name}[{key!r}]", value, getattr(defaults, key))
         return cls(**values)
 
+    def protocol_side(self) -> dict[str, Any]:
+        """The fields a protocol server reads (PROTOCOL_FIELDS), JSON-ready."""
+        return {name: getattr(self, name) for name in PROTOCOL_FIELDS}
+
+    @classmethod
+    def env_fields(cls, environ: Mapping[str, str] | None = None) -> frozenset[str]:
+        """The fields a ``CHANNELAPP_<FIELD>`` variable sets in ``environ`` (default: os.environ)."""
+        env = os.environ if environ is None else environ
+        return frozenset(f.name for f in fields(cls) if f"CHANNELAPP_{f.name.upper()}" in env)
+
     @classmethod
     def from_env(
         cls, base: Settings | None = None, environ: dict[str, str] | None = None
@@ -116,7 +128,9 @@ class Settings:
                 continue
             current = values[f.name]
             try:
-                if isinstance(current, list):
+                if f.name == "redis_urls":
+                    values[f.name] = split_urls(raw)
+                elif isinstance(current, list):
                     values[f.name] = [p.strip() for p in raw.split(",") if p.strip()]
                 elif isinstance(current, bool):
                     values[f.name] = raw.lower() in ("1", "true", "yes", "on")
@@ -151,7 +165,48 @@ POSITIVE = (
     "park_timeout",
 )
 NON_NEGATIVE = ("shutdown_timeout", "drain_seconds")
+# What a protocol server reads of the app's settings, which the app's workers publish for it
+# (channelapp.protocol_settings): a protocol server runs without the app's code.
+PROTOCOL_FIELDS = (
+    "allowed_hosts",
+    "allowed_origins",
+    "max_body_size",
+    "max_frame_size",
+    "read_timeout",
+    "response_timeout",
+    "send_buffer_size",
+    "channel_capacity",
+)
+# What a protocol server takes from its own environment only, never from a publication: how
+# to reach Redis and the secrets (needed before anything can be read, never stored there),
+# the layer's own sizes and expiries (fixed when the layer is built) and how it stops (the
+# operator matches drain_seconds to the pod's grace period).
+PROTOCOL_ENV_ONLY = (
+    "redis_urls",
+    "redis_password",
+    "key_prefix",
+    "secret_key",
+    "encryption_keys",
+    "reply_capacity",
+    "message_expiry",
+    "group_expiry",
+    "drain_seconds",
+    "shutdown_timeout",
+)
+
 SAMESITE = ("Lax", "Strict", "None")
+
+
+def split_urls(text: str) -> list[str]:
+    """Comma-separated URLs; a piece without ``://`` continues the URL before it (the sentinel
+    list of ``redis+sentinel://h1:26379,h2:26379/master``)."""
+    urls: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if urls and piece and "://" not in piece:
+            urls[-1] += f",{piece}"
+        elif piece:
+            urls.append(piece)
+    return urls
 
 
 def check_values(settings: Settings) -> None:

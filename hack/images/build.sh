@@ -7,6 +7,7 @@
 #   redis     Debian's redis-server (spec.redis.managed.image of the tests)
 #   postgres  Debian's PostgreSQL 15, one cluster, trusting the pod network (test database only)
 #   django    examples/django/Dockerfile (the chatsite example) on the app image
+#   channels4 examples/channels4/Dockerfile (the Channels 4 tutorial's mysite) on the app image
 #
 # Each image is saved as a docker archive $CACHE/images/<name>-<hash>.tar, where the hash
 # covers everything it is built from (script, Dockerfile, sources, base); an archive already
@@ -108,3 +109,4 @@ debian_image postgres postgresql-15 postgres \
   '["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main", "-c", "config_file=/etc/postgresql/15/main/postgresql.conf", "-c", "listen_addresses=*", "-c", "unix_socket_directories=/tmp", "-c", "external_pid_file=/tmp/postgres.pid"]' \
   'echo "host all all 0.0.0.0/0 trust" >> "$1"/etc/postgresql/15/main/pg_hba.conf'
 dockerfile_image django examples/django/Dockerfile "$app_ref" examples/django
+dockerfile_image channels4 examples/channels4/Dockerfile "$app_ref" examples/channels4

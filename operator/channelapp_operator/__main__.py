@@ -21,6 +21,8 @@ import sys
 import kopf
 from channelapp.health import serve_metrics
 
+from channelapp_operator.config import OperatorConfig
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="channelapp-operator", description=__doc__.splitlines()[0])
@@ -85,22 +87,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="connection attempts per second to any one host:port, all apps together",
     )
+    p.add_argument(
+        "--api-threads",
+        type=int,
+        default=16,
+        help="threads the apps' status patches run on, all apps together",
+    )
+    p.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        help="seconds between status writes of an app whose queue depth, age or load "
+        "figures alone changed (condition changes and scaling are written at once)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(
+        liveness_timeout=args.liveness_timeout,
+        peering_lifetime=max(2, args.peering_lifetime),
+        dials_per_second=max(0.1, args.dials_per_second),
+        dials_per_destination_per_second=max(0.1, args.dials_per_destination_per_second),
+        permission_check_interval=max(1.0, args.permission_check_interval),
+        # Cluster-wide, leave namespaces with their own namespace-scoped release alone.
+        clusterwide=not args.namespace,
+        api_threads=max(1, args.api_threads),
+        status_interval=max(0.0, args.status_interval),
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
-    from channelapp_operator import dial_manners, handlers
+    # Importing the handlers registers them with kopf.
+    from channelapp_operator import handlers  # noqa: F401
     from channelapp_operator import permissions as perms
+    from channelapp_operator.api_threads import size_connection_pool
     from channelapp_operator.kube import Kube, load_config
     from channelapp_operator.peering import PeeringCheck
-    from channelapp_operator.scope import SCOPE
+    from channelapp_operator.runtime import OperatorRuntime
 
     load_config()
-    handlers.HEARTBEAT.max_silence = args.liveness_timeout
-    handlers.PEERING_LIFETIME = max(2, args.peering_lifetime)
-    dial_manners.SHARED.rate = max(0.1, args.dials_per_second)
-    dial_manners.SHARED.per_destination = max(0.1, args.dials_per_destination_per_second)
+    config = config_from_args(args)
+    # Before the client is made: it takes its connection pool's size from the configuration.
+    size_connection_pool(config.api_threads)
+    runtime = OperatorRuntime(config, kube=Kube())
     priority = args.priority
     if priority is None:
         priority = 0 if args.standalone else random.SystemRandom().randint(1, 2**31 - 1)
@@ -109,10 +140,8 @@ async def run(args: argparse.Namespace) -> None:
             "peering %r, priority %d, lifetime %d s",
             args.peering,
             priority,
-            handlers.PEERING_LIFETIME,
+            config.peering_lifetime,
         )
-    # Cluster-wide, leave namespaces with their own namespace-scoped release alone.
-    SCOPE.clusterwide = not args.namespace
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,11 +149,11 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     peering = None if args.standalone else PeeringCheck(Kube(), args.peering, args.namespace)
     checker = None if peering is None else asyncio.create_task(peering.run())
-    perms.RECHECK = max(1.0, args.permission_check_interval)
     permissions = perms.PermissionCheck(
         Kube().access_review,
         perms.needs_for(args.namespace, None if args.standalone else args.peering),
         lambda: Kube.forbidden,
+        recheck=config.permission_check_interval,
     )
     permission_checker = asyncio.create_task(permissions.run())
 
@@ -134,7 +163,7 @@ async def run(args: argparse.Namespace) -> None:
     side = None
     if args.metrics_port:
         side = await serve_metrics(
-            args.metrics_host, args.metrics_port, is_ready, handlers.HEARTBEAT.alive
+            args.metrics_host, args.metrics_port, is_ready, runtime.heartbeat.alive
         )
     try:
         await kopf.operator(
@@ -146,11 +175,14 @@ async def run(args: argparse.Namespace) -> None:
             priority=priority,
             ready_flag=ready,
             stop_flag=stop,
+            # Every handler receives the runtime (a shallow copy per object) as ``memo``.
+            memo=runtime,
         )
     finally:
         if checker is not None:
             checker.cancel()
         permission_checker.cancel()
+        runtime.api.shutdown()
         if side is not None:
             await side.cleanup()
 

@@ -19,8 +19,10 @@ def set_condition(
     reason: str,
     message: str,
     generation: int | None = None,
+    now: str | None = None,
 ) -> list[Condition]:
-    """New list with ``type_`` set; lastTransitionTime moves only when the status flips."""
+    """New list with ``type_`` set; lastTransitionTime moves (to ``now``, by default the
+    clock's time) only when the status flips."""
     value = "Unknown" if status is None else ("True" if status else "False")
     previous = get_condition(conditions, type_)
     moved = previous is None or previous.get("status") != value
@@ -30,7 +32,7 @@ def set_condition(
         "reason": reason,
         "message": message,
         "lastTransitionTime": (
-            now_iso() if moved or previous is None else previous.get("lastTransitionTime")
+            (now or now_iso()) if moved or previous is None else previous.get("lastTransitionTime")
         ),
     }
     if generation is not None:

@@ -107,10 +107,6 @@ class SharedDialBudget:
         return True
 
 
-# The operator's shared budget (its rate set by __main__).
-SHARED = SharedDialBudget()
-
-
 @dataclass
 class ShardState:
     failures: int = 0

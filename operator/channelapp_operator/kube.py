@@ -26,6 +26,8 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "Secret": ("/api/v1", "secrets"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Pod": ("/api/v1", "pods"),
     n.KIND: (f"/apis/{n.GROUP}/{n.VERSION}", n.PLURAL),
 }
 
@@ -289,6 +291,29 @@ class Kube:
                 return False
             raise
         return True
+
+    def list_labelled(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` matching the label ``selector``."""
+        found = self._call("GET", _path(kind, namespace), query=[("labelSelector", selector)])
+        return list((found or {}).get("items") or [])
+
+    def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
+        """The last ``lines`` lines of a container's log (a finished pod's too)."""
+        params = self.api.param_serialize(
+            "GET",
+            f"{_path('Pod', namespace, pod)}/log",
+            query_params=[("container", container), ("tailLines", str(lines))],
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*params)
+        response.read()
+        if response.status == 403:
+            Kube.forbidden += 1
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=response.reason, body=response.data)
+        data = response.data or b""
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
     def events_for(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
         """Core Events about one object (the controllers' FailedCreate, for instance)."""

@@ -2,7 +2,7 @@
 
 An operator whose role shrank while it runs would otherwise stay ready while its
 status writes, applies and peering keep-alives get 403. The check asks the API
-server (SelfSubjectAccessReview) at start, every RECHECK seconds, and soon after
+server (SelfSubjectAccessReview) at start, every ``recheck`` seconds (RECHECK by default), and soon after
 any call of the operator was refused with 403.
 """
 
@@ -89,8 +89,10 @@ class PermissionCheck:
         needs: list[tuple[str, Need]],
         forbidden_count: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
+        recheck: float = RECHECK,
     ) -> None:
         self.reviewer = reviewer
+        self.recheck = recheck
         self.needs = needs
         self.forbidden_count = forbidden_count
         self.clock = clock
@@ -123,12 +125,12 @@ class PermissionCheck:
         self._checked_at = self.clock()
 
     def due(self) -> bool:
-        """A full check is due: never checked, RECHECK passed, or a call met a new 403."""
+        """A full check is due: never checked, ``recheck`` seconds passed, or a call met a new 403."""
         forbidden = self.forbidden_count()
         if forbidden != self._seen_forbidden:
             self._seen_forbidden = forbidden
             return True
-        return not self.checked or self.clock() - self._checked_at >= RECHECK
+        return not self.checked or self.clock() - self._checked_at >= self.recheck
 
     async def run(self) -> None:
         while True:

@@ -14,9 +14,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters that carry a credential.
-_SECRET_PARAMS = frozenset({"password", "pass", "pwd", "passwd", "auth", "token"})
+_SECRET_PARAMS = frozenset(
+    {"password", "pass", "pwd", "passwd", "auth", "token", "sentinel_password"}
+)
 # URLs anywhere in a message (an exception's text names the URL it dialled).
-_URL_IN_TEXT = re.compile(r"\b(?:rediss?|unix)://[^\s'\"<>,;)]+", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(r"\b(?:rediss?|redis\+sentinel|unix)://[^\s'\"<>,;)]+", re.IGNORECASE)
 
 
 def _secret_param(name: str) -> bool:

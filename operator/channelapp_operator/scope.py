@@ -13,8 +13,8 @@ PEERING_LABEL = {"app.kubernetes.io/name": "channelapp-operator"}
 
 
 class Scope:
-    def __init__(self) -> None:
-        self.clusterwide = False
+    def __init__(self, clusterwide: bool = False) -> None:
+        self.clusterwide = clusterwide
         # namespace -> names of namespaced releases' peering objects in it
         self._deferred: dict[str, set[str]] = {}
 
@@ -34,6 +34,3 @@ class Scope:
             if not names:
                 del self._deferred[namespace]
         return before != self.serves(namespace)
-
-
-SCOPE = Scope()

@@ -26,7 +26,8 @@ from channels.exceptions import ChannelFull as ChannelsChannelFull
 from channels.layers import BaseChannelLayer
 from cryptography.fernet import Fernet
 
-from tests.support.redis_fixtures import RedisServer, client_count
+from devtools.redis import RedisServer
+from tests.support.redis_fixtures import client_count
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.redis
@@ -142,8 +143,8 @@ def test_hosts_in_every_channels_redis_form() -> None:
 
 
 def test_sentinel_and_unknown_settings_are_refused_by_name() -> None:
-    sentinel = {"sentinels": [("10.0.0.1", 26379)], "master_name": "mymaster"}
-    with pytest.raises(ValueError, match=r"CONFIG hosts\[0\]: 'sentinels'"):
+    sentinel = {"sentinels": [("10.0.0.1", 26379)], "master_name": "mymaster", "ssl": True}
+    with pytest.raises(ValueError, match=r"CONFIG hosts\[0\]: 'ssl'.*no TLS"):
         RedisChannelLayer(hosts=[sentinel])
     with pytest.raises(ValueError, match="'retry_on_timeout'"):
         RedisChannelLayer(hosts=[{"address": "redis://h:1", "retry_on_timeout": True}])

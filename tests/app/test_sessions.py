@@ -27,7 +27,7 @@ from channelapp.sessions import (
 )
 from channelapp.settings import WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, Settings
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 _prefixes = itertools.count()
 

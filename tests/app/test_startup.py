@@ -17,7 +17,7 @@ import pytest
 from channelapp.settings import NON_NEGATIVE, POSITIVE, Settings, check_values
 from channelapp.startup import StartupError, check_split_settings
 
-from tests.support.processes import ROOT
+from devtools.processes import ROOT
 
 CHAT = "channelapp.examples.chat:app"
 KEY = "a-secret-of-our-own-Zq8LmK3vT9xW"

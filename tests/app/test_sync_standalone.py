@@ -15,9 +15,9 @@ from channelapp.application import App
 from channelapp.consumers import WebsocketConsumer
 from channelapp.routing import path
 
+from devtools.processes import ROOT
+from devtools.redis import RedisServer
 from tests.support.inprocess import serving
-from tests.support.processes import ROOT
-from tests.support.redis_fixtures import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -7,16 +7,14 @@ server is then restarted (SIGTERM: 1012) and both tabs rejoin their room on thei
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
+from tests.support.chat_page import page_result, start_chat_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.redis]
 
@@ -28,10 +26,6 @@ CHAT = "channelapp.examples.chat:app"
 def test_message_typed_in_one_tab_appears_in_the_other_and_tabs_rejoin_after_a_restart(
     redis_shards: list[RedisServer], tmp_path: Path
 ) -> None:
-    node = shutil.which("node")
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    assert node and chromium, "node and Debian's chromium are installed by .ci/run"
-    assert (HERE / "node_modules" / "playwright-core").is_dir(), "run: npm ci in tests/browser"
     artifacts = Path(os.environ.get("CHANNELAPP_ARTIFACTS", ROOT / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     screenshot = artifacts / "chat-two-tabs.png"
@@ -40,15 +34,7 @@ def test_message_typed_in_one_tab_appears_in_the_other_and_tabs_rejoin_after_a_r
     proto = AppProcess("protocol", CHAT, {**env, "CHANNELAPP_DRAIN_SECONDS": "1"}, tmp_path)
     successor = AppProcess("protocol", CHAT, env, tmp_path, port=proto.port)
     with running(proto, AppProcess("worker", CHAT, env, tmp_path)):
-        page = subprocess.Popen(
-            [node, str(HERE / "chat.mjs"), proto.url, str(screenshot), "restart"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=HERE,
-            env={**os.environ, "CHROMIUM": chromium},
-        )
+        page = start_chat_page(proto.url, screenshot, "restart")
         try:
             assert page.stdout is not None and page.stdin is not None
             before = page.stdout.readline()  # both tabs chatted; then the server restarts
@@ -66,7 +52,7 @@ def test_message_typed_in_one_tab_appears_in_the_other_and_tabs_rejoin_after_a_r
                 page.kill()
                 page.wait()
     assert page.returncode == 0, out + err
-    result = json.loads(out.strip().splitlines()[-1])
+    result = page_result(out)
     assert result["ok"] and result["text"] in result["bobLog"]
     assert "alice" in result["bobLog"]
     assert result["refused"].startswith("cannot join: room names are"), result["refused"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterator
@@ -12,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.controlplane import bin_dir, ensure_tools
-from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
-from tests.support.polling import wait_for
+from devtools.controlplane import bin_dir, ensure_tools
+from devtools.kube import KubeCluster
+from devtools.operator import CRD, OperatorProcess, load_example
+from devtools.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "channelapp-operator"
@@ -118,6 +117,10 @@ OPERATOR_VERBS = {
     ("policy", "poddisruptionbudgets"): {"list", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create"},
     ("", "events"): {"create", "list"},
+    # spec.migrate's Job; a failed one's pods and their log.
+    ("batch", "jobs"): {"get", "list", "create", "delete"},
+    ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},
 }
 DISCOVERY_VERBS = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -366,32 +369,6 @@ def test_install_establishes_crds_runs_operator_and_uninstalls(
     kube_cluster.kubectl("get", "crd", CRDS[0])
 
 
-def token_kubeconfig(cluster: KubeCluster, sa: str, ns: str, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
-    raw = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    server = raw["clusters"][0]["cluster"]["server"]
-    ca = raw["clusters"][0]["cluster"].get("certificate-authority-data")
-    if ca is None:
-        ca = base64.b64encode(
-            Path(raw["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
-        ).decode()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "sa",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-            }
-        )
-    )
-    return path
-
-
 @pytest.mark.cluster
 def test_chart_rbac_is_enough_and_no_more(
     kube_cluster: KubeCluster, release: tuple[str, str], tmp_path: Path
@@ -412,7 +389,7 @@ def test_chart_rbac_is_enough_and_no_more(
                 "auth", "can-i", verb, resource, "-n", app_ns, f"--as={who}", check=False
             ).stdout.strip()
             assert out == "no", f"{verb} {resource}: {out}"
-        kubeconfig = token_kubeconfig(kube_cluster, sa, ops_ns, tmp_path / "sa-kubeconfig")
+        kubeconfig = kube_cluster.token_kubeconfig(sa, ops_ns, tmp_path / "sa-kubeconfig")
         # The operator process as the chart runs it: cluster-wide, peering on, the chart's token.
         op = OperatorProcess(
             kube_cluster,
@@ -542,3 +519,21 @@ def test_namespace_scoped_policy_binds_in_the_release_namespace_only(
 
 def template_text(cluster: KubeCluster, *args: str) -> str:
     return cluster.helm("template", "rel", str(CHART), *args).stdout
+
+
+def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (dep,) = by_kind(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in c.get("env", [])}
+
+
+def test_operator_is_told_the_runtime_image_of_its_release(helm: str) -> None:
+    """The apps' protocol servers run the channelapp runtime of the operator's release (they
+    never load an app): its image is the chart's appVersion unless runtimeImage says."""
+    env = operator_env(template(helm))
+    assert env["CHANNELAPP_RUNTIME_IMAGE"] == "ghcr.io/channelapp/channelapp:0.1.0"
+    chosen = ["--set", "runtimeImage.repository=registry.example/runtime"]
+    env = operator_env(template(helm, *chosen, "--set-string", "runtimeImage.tag=7"))
+    assert env["CHANNELAPP_RUNTIME_IMAGE"] == "registry.example/runtime:7"
+    proc = template(helm, "--set", "runtimeImage.repository=", check=False)
+    assert proc.returncode != 0 and "/runtimeImage/repository" in proc.stderr, proc.stderr

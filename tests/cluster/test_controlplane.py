@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.polling import wait_for
+from devtools.kube import KubeCluster
+from devtools.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -221,7 +221,7 @@ def test_teardown_leaves_no_process(tmp_path: Path) -> None:
         "CHANNELAPP_USE_EXISTING_CLUSTER"
     ):
         pytest.skip("uses the built control plane; not meaningful against an existing cluster")
-    from tests.support.controlplane import ControlPlane, ensure_tools
+    from devtools.controlplane import ControlPlane, ensure_tools
 
     ensure_tools()
     plane = ControlPlane(tmp_path / "plane")

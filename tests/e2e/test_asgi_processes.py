@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.processes import ROOT, TEST_SECRET_KEY, AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import ROOT, TEST_SECRET_KEY, AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.processes import ROOT, AppProcess, running
+from devtools.redis import RedisServer
 from tests.support.layer_state import group_size, keys_matching
-from tests.support.processes import ROOT, AppProcess, running
-from tests.support.redis_fixtures import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

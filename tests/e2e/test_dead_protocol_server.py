@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from channelapp.layer.sharding import HashRing
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -6,28 +6,30 @@ anonymous sockets are refused with 4003."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
+from devtools.polling import wait_for
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer, redis_servers
+from tests.support import chatsite as chatsite_client
+from tests.support.chatsite import USERS
 from tests.support.django_fixtures import ROOT, DjangoProject
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import redis_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 CHATSITE = ROOT / "examples" / "django" / "chatsite"
 APP = "django:chatsite.settings"
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-USERS = {"ann": "ann-password-1", "bob": "bob-password-1"}
 
 
 @pytest.fixture(scope="module")
-def chatsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def chatsite_and_redis(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, RedisServer]]:
     """The example migrated into a new SQLite file, two users, a protocol server and a
-    worker; the site's URL."""
+    worker; the site's URL and its redis-server."""
     tmp = tmp_path_factory.mktemp("chatsite")
     project = DjangoProject(
         tmp / "db.sqlite3", "chatsite.settings", db_variable="CHATSITE_DB", path=CHATSITE
@@ -44,42 +46,34 @@ def chatsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with running(
             AppProcess("protocol", APP, env, tmp), AppProcess("worker", APP, env, tmp)
         ) as (proto, _):
-            yield proto.url
+            yield proto.url, redis
+
+
+@pytest.fixture(scope="module")
+def chatsite(chatsite_and_redis: tuple[str, RedisServer]) -> str:
+    return chatsite_and_redis[0]
+
+
+def group_size(redis: RedisServer, group: str) -> int:
+    """Members of a group of the default key prefix."""
+    return int(redis.command("ZCARD", f"channelapp:group:{group}").lstrip(":"))
 
 
 async def log_in(site: str, username: str) -> str:
-    """The login form, posted as a browser posts it (csrftoken cookie, form token, Origin)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        async with http.get(f"{site}/") as r:  # @login_required sends us to the form
-            assert str(r.url) == f"{site}/accounts/login/?next=/"
-            token = CSRF_FIELD.search(await r.text())
-        assert token is not None
-        async with http.post(
-            f"{site}/accounts/login/",
-            data={
-                "username": username,
-                "password": USERS[username],
-                "csrfmiddlewaretoken": token.group(1),
-                "next": "/",
-            },
-            headers={"Origin": site},
-            allow_redirects=False,
-        ) as r:
-            assert r.status == 302 and r.headers["Location"] == "/", await r.text()
-            sessionid = r.cookies["sessionid"].value
-        async with http.get(f"{site}/?room=lobby") as r:
-            page = await r.text()
-            assert r.status == 200 and "<h1>Room lobby</h1>" in page
-            assert f'<strong id="username">{username}</strong>' in page
-        return sessionid
+        return await chatsite_client.log_in(http, site, username)
 
 
 async def frame(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
     return await asyncio.wait_for(ws.receive(), 10)
 
 
-async def test_logged_in_users_chat_in_their_room(chatsite: str) -> None:
+async def test_logged_in_users_chat_in_their_room(
+    chatsite_and_redis: tuple[str, RedisServer],
+) -> None:
+    chatsite, redis = chatsite_and_redis
     ann, bob = await log_in(chatsite, "ann"), await log_in(chatsite, "bob")
+    lobby, kitchen = group_size(redis, "chat.lobby"), group_size(redis, "chat.kitchen")
     async with aiohttp.ClientSession() as http:
         ws_ann = await http.ws_connect(
             f"{chatsite}/ws/chat/lobby/", headers={"Cookie": f"sessionid={ann}"}
@@ -90,7 +84,16 @@ async def test_logged_in_users_chat_in_their_room(chatsite: str) -> None:
         ws_elsewhere = await http.ws_connect(
             f"{chatsite}/ws/chat/kitchen/", headers={"Cookie": f"sessionid={bob}"}
         )
-        await asyncio.sleep(0.3)  # all three joined their groups
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                group_size(redis, "chat.lobby") == lobby + 2
+                and group_size(redis, "chat.kitchen") == kitchen + 1
+            ),
+            10,
+            0.02,
+            "all three sockets in their groups",
+        )
         await ws_ann.send_json({"text": "hi bob"})
         for ws in (ws_ann, ws_bob):
             assert (await frame(ws)).json() == {"message": "ann: hi bob"}

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from devtools.processes import AppProcess, running
+from devtools.redis import redis_servers
 from tests.support.apps import pattern
 from tests.support.django_fixtures import DJANGO_APP, DjangoProject
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import redis_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer, redis_servers
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer, redis_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from channelapp.layer.sharding import HashRing
 from channelapp.settings import HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer, redis_servers
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer, redis_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

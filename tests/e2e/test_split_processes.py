@@ -6,25 +6,34 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.polling import wait_for
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 CHAT = "channelapp.examples.chat:app"
 ECHO = "channelapp.examples.echo:app"
+INFLIGHT = "tests.e2e.inflight_app:app"
+REPO = Path(__file__).resolve().parents[2]  # where tests.e2e.inflight_app is imported from
 
 
 def layer_env(shards: list[RedisServer], **extra: str) -> dict[str, str]:
     env = {"CHANNELAPP_REDIS_URLS": ",".join(s.url for s in shards)}
     env.update({f"CHANNELAPP_{k.upper()}": v for k, v in extra.items()})
     return env
+
+
+def group_size(shards: list[RedisServer], group: str) -> int:
+    """Members of a group of the default key prefix, on whichever shard holds it."""
+    return sum(int(s.command("ZCARD", f"channelapp:group:{group}").lstrip(":")) for s in shards)
 
 
 @pytest.fixture
@@ -77,14 +86,25 @@ async def test_chat_page_labels_its_fields_wraps_long_words_and_has_an_icon(
                 assert (await r.text()).startswith("<svg")
 
 
-async def test_rooms_broadcast_across_protocol_servers(chat: tuple[AppProcess, ...]) -> None:
+async def test_rooms_broadcast_across_protocol_servers(
+    chat: tuple[AppProcess, ...], redis_shards: list[RedisServer]
+) -> None:
     """Two sockets on two protocol servers: a room's message reaches both through the group."""
     a, b = chat[0], chat[1]
     async with aiohttp.ClientSession() as http:
         ws_a = await http.ws_connect(f"{a.url}/ws/chat/room1/")
         ws_b = await http.ws_connect(f"{b.url}/ws/chat/room1/")
         ws_other = await http.ws_connect(f"{b.url}/ws/chat/room2/")
-        await asyncio.sleep(0.3)  # both joined the group
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                group_size(redis_shards, "chat.room1") == 2
+                and group_size(redis_shards, "chat.room2") == 1
+            ),
+            10,
+            0.02,
+            "both sockets of room1 and the one of room2 in their groups",
+        )
         await ws_a.send_json({"user": "ann", "message": "hello"})
         for ws in (ws_a, ws_b):
             got = await asyncio.wait_for(ws.receive_json(), 10)
@@ -121,29 +141,68 @@ async def test_websocket_origin_and_frame_limits(chat: tuple[AppProcess, ...]) -
         assert err.value.status == 403
 
 
+def traced(path: Path) -> dict[str, set[tuple[int, int]]]:
+    """The ``start``/``finish`` records of the inflight app: (n, pid) pairs per event."""
+    events: dict[str, set[tuple[int, int]]] = {"start": set(), "finish": set()}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            event, n, pid = line.split()
+            events[event].add((int(n), int(pid)))
+    return events
+
+
+def in_flight(path: Path, pid: int) -> set[int]:
+    """Requests that process ``pid`` started and has not finished."""
+    events = traced(path)
+    return {n for n, p in events["start"] - events["finish"] if p == pid}
+
+
 async def test_worker_sigterm_mid_stream_loses_nothing(
     redis_shards: list[RedisServer], tmp_path: Path
 ) -> None:
-    """400 requests of 20 ms work each; one of two workers is SIGTERMed halfway: all answered."""
-    env = layer_env(redis_shards, response_timeout="60")
-    proto = AppProcess("protocol", ECHO, env, tmp_path)
-    w1 = AppProcess("worker", ECHO, {**env, "CHANNELAPP_WORKER_CONCURRENCY": "16"}, tmp_path)
-    w2 = AppProcess("worker", ECHO, {**env, "CHANNELAPP_WORKER_CONCURRENCY": "16"}, tmp_path)
+    """Requests of 1.5 s work each over two workers; one is SIGTERMed while it has several in
+    flight: it finishes every one of them before it exits, and every request is answered."""
+    trace = tmp_path / "trace"
+    env = {
+        **layer_env(redis_shards, response_timeout="20"),
+        "INFLIGHT_LOG": str(trace),
+        "PYTHONPATH": str(REPO),
+    }
+    worker_env = {**env, "CHANNELAPP_WORKER_CONCURRENCY": "8"}
+    proto = AppProcess("protocol", INFLIGHT, env, tmp_path)
+    w1 = AppProcess("worker", INFLIGHT, worker_env, tmp_path)
+    w2 = AppProcess("worker", INFLIGHT, worker_env, tmp_path)
+    total = 48
     with running(proto, w1, w2):
+        assert w1.proc is not None
+        pid = w1.proc.pid
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
 
             async def one(n: int) -> tuple[int, dict[str, int] | None]:
-                async with http.get(f"{proto.url}/work/{n}/?ms=20") as r:
+                async with http.get(f"{proto.url}/slow/{n}/?ms=1500") as r:
                     return r.status, (await r.json() if r.status == 200 else None)
 
-            tasks = [asyncio.create_task(one(n)) for n in range(400)]
-            await asyncio.sleep(0.5)
+            tasks = [asyncio.create_task(one(n)) for n in range(total)]
+            await asyncio.to_thread(
+                wait_for,
+                lambda: len(in_flight(trace, pid)) >= 4,
+                15,
+                0.02,
+                "the first worker running at least 4 requests",
+            )
+            at_sigterm = in_flight(trace, pid)
             w1.terminate()
             results = await asyncio.gather(*tasks)
         assert await asyncio.to_thread(w1.wait, 30) == 0
-        assert [s for s, _ in results].count(200) == 400, [s for s, _ in results if s != 200]
-        assert sorted(b["n"] for _, b in results if b) == list(range(400))
-        assert "handling" in w1.log() or "stopped" in w1.log()
+    events = traced(trace)
+    finished_by_w1 = {n for n, p in events["finish"] if p == pid}
+    assert at_sigterm <= finished_by_w1, f"dropped in flight: {at_sigterm - finished_by_w1}"
+    waited = re.search(r"stopping: waiting for (\d+) message\(s\) in flight", w1.log())
+    assert waited and int(waited.group(1)) >= 1, w1.log()
+    assert "did not finish in time" not in w1.log()
+    assert [s for s, _ in results].count(200) == total, [s for s, _ in results if s != 200]
+    assert sorted(b["n"] for _, b in results if b) == list(range(total))
+    assert {n for n, _ in events["finish"]} == set(range(total))
 
 
 async def test_no_worker_means_504_and_a_full_channel_means_503(

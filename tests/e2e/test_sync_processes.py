@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

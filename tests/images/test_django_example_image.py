@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.tools import installed_tool
+from devtools.tools import installed_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "examples" / "django" / "Dockerfile"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tools import installed_tool
+from devtools.tools import installed_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))

@@ -13,7 +13,7 @@ from channelapp.settings import HTTP_REQUEST, Settings
 from channelapp_operator import builders
 from channelapp_operator.supervisor import AppSupervisor
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -56,8 +56,7 @@ async def test_two_apps_on_one_redis_see_only_their_own_channels(
         depth_a, depth_b = await sup_a.read_depth(spec), await sup_b.read_depth(spec)
     finally:
         for sup in (sup_a, sup_b):
-            if sup._layer is not None:
-                await sup._layer.close()
+            await sup.close()
     assert depth_a.ok and depth_a.depth == 100, depth_a
     assert depth_b.ok and depth_b.depth == 0, depth_b
 

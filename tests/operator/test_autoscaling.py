@@ -23,10 +23,10 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
 from channelapp.layer.sharding import HashRing
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess, load_example
-from tests.support.polling import wait_for
-from tests.support.redis_fixtures import RedisServer, redis_servers
+from devtools.kube import KubeCluster
+from devtools.operator import OperatorProcess, load_example
+from devtools.polling import wait_for
+from devtools.redis import RedisServer, redis_servers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 
@@ -226,9 +226,12 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
     )
     try:
         drain(shards, app_prefix(namespace, name), other, 35)
+        # The depth the operator read (its gauge, set every tick): status.queueDepth may show
+        # the 0 only a status interval later, after the window has passed.
         wait_for(
-            lambda: chapp(kube_cluster, namespace, name)["status"].get("queueDepth") == 0,
+            lambda: queue_depth(operator, namespace, name) == 0,
             30,
+            interval=0.05,
             what="queue drained by the local worker",
         )
         drained = time.monotonic()
@@ -246,6 +249,22 @@ def test_surge_scales_out_at_once_and_back_to_zero_after_the_window(
     print(f"queue empty to zero workers: {to_zero:.2f}s (window {window}s)")
     assert to_zero >= window - 1.0, "scaled in before the stabilization window"
     assert "ScaledToZero" in events(kube_cluster, namespace)
+
+
+def queue_depth(operator: OperatorProcess, ns: str, name: str) -> float | None:
+    """The depth the app's poll loop last read (None before its first reading)."""
+    labels = f'app="{name}",namespace="{ns}"'
+    pattern = rf"^channelapp_operator_queue_depth\{{{re.escape(labels)}\}} (\S+)$"
+    found = re.search(pattern, operator.metrics(), re.M)
+    return float(found.group(1)) if found else None
+
+
+def depth_read_failures(operator: OperatorProcess, ns: str, name: str) -> float:
+    """Ticks of an app's poll loop whose depth read failed (no scaling on those)."""
+    labels = f'app="{name}",namespace="{ns}"'
+    pattern = rf"^channelapp_operator_depth_read_failures_total\{{{re.escape(labels)}\}} (\S+)$"
+    found = re.search(pattern, operator.metrics(), re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_unreachable_shard_degrades_and_leaves_replicas_alone(
@@ -288,7 +307,13 @@ def test_unreachable_shard_degrades_and_leaves_replicas_alone(
     push(
         shards, app_prefix(namespace, name), "http.request", 30
     )  # 55 waiting would need 6, but the read is incomplete
-    time.sleep(2)
+    # Every tick after the push had the chance to scale: 8 of them (2 s at 4 ticks/s).
+    ticks = depth_read_failures(operator, namespace, name)
+    wait_for(
+        lambda: depth_read_failures(operator, namespace, name) >= ticks + 8,
+        30,
+        what="8 more ticks with the shard down",
+    )
     assert worker_replicas(kube_cluster, namespace, name) == 3
 
     shards[down].start()

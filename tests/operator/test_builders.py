@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
+import pytest
+from channelapp import __version__
 from channelapp_operator import builders
 from channelapp_operator import names as n
 
@@ -15,7 +20,8 @@ SPEC = {
         "concurrency": 16,
         "terminationGracePeriodSeconds": 40,
     },
-    "redis": {"managed": {"shards": 3, "image": "redis:7.4-alpine"}},
+    # One pod per shard (replicated shards: tests/operator/test_redis_builders.py).
+    "redis": {"managed": {"shards": 3, "image": "redis:7.4-alpine", "replicas": 0}},
     "env": [{"name": "EXTRA", "value": "1"}],
 }
 
@@ -40,6 +46,8 @@ def test_external_urls_and_password_ref_pass_through() -> None:
     assert "StatefulSet" not in [m["kind"] for m in children]
     assert "chat-redis" not in [m["metadata"]["name"] for m in children]
     assert builders.stale_children(spec) == [
+        ("PodDisruptionBudget", n.SENTINEL),
+        ("StatefulSet", n.SENTINEL),
         ("PodDisruptionBudget", n.REDIS),
         ("StatefulSet", n.REDIS),
         ("Service", n.REDIS),
@@ -82,7 +90,8 @@ def test_protocol_deployment_and_service() -> None:
     proto = builders.protocol_deployment("chat", "ns", "uid", SPEC)
     assert proto["spec"]["replicas"] == 2
     container = proto["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["protocol", "chat.app:app", "--host", "0.0.0.0", "--port", "8080"]
+    # No app: the runtime serves it with the settings the app's workers publish.
+    assert container["args"] == ["protocol", "--host", "0.0.0.0", "--port", "8080"]
     assert env_of(proto)["CHANNELAPP_ALLOWED_ORIGINS"]["value"] == "*"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     svc = builders.protocol_service("chat", "ns", "uid", SPEC)
@@ -102,21 +111,89 @@ def test_every_pod_meets_pod_security_restricted() -> None:
             assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_a_django_project_is_loaded_by_both_process_kinds() -> None:
+def test_a_django_project_is_loaded_by_the_workers_only() -> None:
     spec = {**SPEC, "app": "django:mysite.settings"}
     proto = builders.protocol_deployment("site", "ns", "uid", spec)
     worker = builders.worker_deployment("site", "ns", "uid", spec)
     proto_args = proto["spec"]["template"]["spec"]["containers"][0]["args"]
     worker_args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert proto_args == [
-        "protocol",
-        "django:mysite.settings",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8080",
-    ]
+    assert proto_args == ["protocol", "--host", "0.0.0.0", "--port", "8080"]
     assert worker_args[:2] == ["worker", "django:mysite.settings"]
+
+
+def container_of(manifest: dict) -> dict:  # type: ignore[type-arg]
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def test_protocol_pods_run_the_runtime_image_of_the_operator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CHANNELAPP_RUNTIME_IMAGE", raising=False)
+    proto = container_of(builders.protocol_deployment("chat", "ns", "uid", SPEC))
+    assert proto["image"] == f"ghcr.io/channelapp/channelapp:{__version__}"
+    assert proto["imagePullPolicy"] == "IfNotPresent"
+    monkeypatch.setenv("CHANNELAPP_RUNTIME_IMAGE", "registry.example/runtime:7")
+    proto = container_of(builders.protocol_deployment("chat", "ns", "uid", SPEC))
+    assert proto["image"] == "registry.example/runtime:7"
+    # spec.protocol.image overrides, with its own pull policy; the workers keep spec.image.
+    spec = {
+        **SPEC,
+        "imagePullPolicy": "Never",
+        "protocol": {**SPEC["protocol"], "image": "mine/runtime:2", "imagePullPolicy": "Always"},
+    }
+    proto = container_of(builders.protocol_deployment("chat", "ns", "uid", spec))
+    assert (proto["image"], proto["imagePullPolicy"]) == ("mine/runtime:2", "Always")
+    worker = container_of(builders.worker_deployment("chat", "ns", "uid", spec))
+    assert (worker["image"], worker["imagePullPolicy"]) == ("example/app:1", "Never")
+
+
+def test_env_goes_to_workers_and_protocol_env_to_protocol_pods() -> None:
+    spec = {
+        **SPEC,
+        "env": [{"name": "CHANNELAPP_MAX_BODY_SIZE", "value": "10"}],
+        "protocol": {
+            **SPEC["protocol"],
+            "env": [{"name": "CHANNELAPP_READ_TIMEOUT", "value": "3"}],
+        },
+    }
+    proto = env_of(builders.protocol_deployment("chat", "ns", "uid", spec))
+    worker = env_of(builders.worker_deployment("chat", "ns", "uid", spec))
+    assert proto["CHANNELAPP_READ_TIMEOUT"]["value"] == "3"
+    assert "CHANNELAPP_MAX_BODY_SIZE" not in proto
+    assert worker["CHANNELAPP_MAX_BODY_SIZE"]["value"] == "10"
+    assert "CHANNELAPP_READ_TIMEOUT" not in worker
+    # Both reach Redis under the app's prefix, with its session key.
+    for env in (proto, worker):
+        assert env["CHANNELAPP_KEY_PREFIX"]["value"] == "channelapp.ns.chat"
+        assert env["CHANNELAPP_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "chat-secrets"
+
+
+def test_an_app_deploy_leaves_the_protocol_pod_template_as_it_is() -> None:
+    """A new image, app object or worker env changes the worker's pod template only: the
+    protocol Deployment does not roll, and no socket is dropped."""
+    deployed = copy.deepcopy(SPEC)
+    changed = copy.deepcopy(SPEC)
+    changed["image"] = "example/app:2"
+    changed["imagePullPolicy"] = "Always"
+    changed["app"] = "django:chatsite.settings"
+    changed["env"] = [{"name": "EXTRA", "value": "2"}, {"name": "MORE", "value": "3"}]
+
+    def templates(spec: dict) -> tuple[str, str]:  # type: ignore[type-arg]
+        proto = builders.protocol_deployment("chat", "ns", "uid", spec)
+        worker = builders.worker_deployment("chat", "ns", "uid", spec)
+        return (
+            json.dumps(proto["spec"]["template"], sort_keys=True),
+            json.dumps(worker["spec"]["template"], sort_keys=True),
+        )
+
+    proto_before, worker_before = templates(deployed)
+    proto_after, worker_after = templates(changed)
+    assert proto_after == proto_before
+    assert worker_after != worker_before
+    for field in ("image", "app", "env"):  # each on its own too
+        proto_one, worker_one = templates({**deployed, field: changed[field]})
+        assert proto_one == proto_before and worker_one != worker_before, field
 
 
 def test_protocol_pods_roll_with_surge_and_drain_gently() -> None:

@@ -14,7 +14,7 @@ from channelapp_operator import names as n
 from channelapp_operator.kube import Kube
 from channelapp_operator.ownership import ChildExists
 
-from tests.support.cluster_fixtures import KubeCluster
+from devtools.kube import KubeCluster
 
 pytestmark = pytest.mark.cluster
 

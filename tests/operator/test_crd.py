@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import CRD, EXAMPLES, load_example
+from devtools.kube import KubeCluster
+from devtools.operator import CRD, EXAMPLES, load_example
 
 pytestmark = pytest.mark.cluster
 
@@ -323,6 +323,9 @@ INVALID = {
                 # Percent-encoded parameter names are decoded by the client (password).
                 "redis://r2:6379/0?pass%77ord=pw",
                 "redis://r2:6379/0?db=0&%70assword=pw",
+                # A shard found through Sentinel: the master's and the sentinels' passwords.
+                "redis+sentinel://:pw@s1:26379,s2:26379/shard-0",
+                "redis+sentinel://s1:26379,s2:26379/shard-0?sentinel_password=pw",
             ]
         )
     },
@@ -402,6 +405,7 @@ def test_values_children_accept_are_accepted(
                     "rediss://app@b:6379/0?ssl_cert_reqs=none",
                     "redis://c.example:6379/0?client_name=a%20b",
                     "redis://us@er@d.example:6379/0",
+                    "redis+sentinel://s1:26379,s2.example:26379/shard-4/0?failover_timeout=5",
                 ],
                 "passwordSecretRef": {"name": "redis-auth"},
             }
@@ -443,7 +447,9 @@ def test_schema_fills_defaults(
     assert (w["scaleDownStabilizationSeconds"], w["pollIntervalSeconds"]) == (30, 1)
     assert (w["concurrency"], w["terminationGracePeriodSeconds"], w["channels"]) == (64, 30, [])
     assert (w["targetUtilization"], w["targetQueueWaitSeconds"]) == (0.9, 0.5)
-    assert spec["redis"] == {"managed": {"shards": 1, "image": "redis:7.4-alpine"}}
+    assert spec["redis"] == {
+        "managed": {"shards": 1, "image": "redis:7.4-alpine", "replicas": 1, "sentinels": 3}
+    }
     assert spec["imagePullPolicy"] == "IfNotPresent"
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import ROOT, OperatorProcess
-from tests.support.polling import wait_for
+from devtools.kube import KubeCluster
+from devtools.operator import ROOT, OperatorProcess
+from devtools.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from channelapp.layer.keyspace import app_prefix
 
+from devtools.kube import KubeCluster
+from devtools.operator import ROOT, OperatorProcess
+from devtools.polling import wait_for
+from devtools.redis import RedisServer
 from tests.operator.test_autoscaling import apply_app, push, shards, worker_replicas
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import ROOT, OperatorProcess
-from tests.support.polling import wait_for
-from tests.support.redis_fixtures import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 __all__ = ["shards"]  # the fixture, shared with the autoscaling tests
@@ -49,23 +49,30 @@ def test_standby_replica_takes_over_scaling_within_the_peering_lifetime(
     replicas = []
     for i in range(2):
         (tmp_path / str(i)).mkdir()
-        args = ["--namespace", namespace, "--peering=ha", f"--peering-lifetime={LIFETIME}"]
+        args = ["--namespace", namespace, "--peering=ha", f"--peering-lifetime={LIFETIME}",
+                f"--priority={100 * (i + 1)}"]  # fmt: skip
         replicas.append(OperatorProcess(kube_cluster, namespace, tmp_path / str(i), args=args))
     try:
         for op in replicas:
             op.start()
 
-        # Random priorities differ: one replica acts, the other pauses behind it (a replica
-        # starts paused; the first may act alone until it sees the second's record).
-        def active_ones() -> list[OperatorProcess]:
-            return [op for op in replicas if acting(op)]
+        # The higher priority acts, the other pauses behind it (a replica starts paused; the
+        # first may act alone until it sees the second's record): settled once both records
+        # are in the peering object, the higher one acts and the lower one does not.
+        standby, active = replicas
 
-        wait_for(lambda: len(active_ones()) == 1, 30, what="one active replica")
-        time.sleep(3)
-        (active,) = active_ones()
-        (standby,) = [op for op in replicas if op is not active]
-        peers = kube_cluster.kubectl_json("get", "kopfpeering", "ha", "-n", namespace)["status"]
-        assert {p["lifetime"] for p in peers.values()} == {LIFETIME}, peers
+        def peers() -> dict[str, Any]:
+            found = kube_cluster.kubectl_json("get", "kopfpeering", "ha", "-n", namespace)
+            return dict(found.get("status") or {})
+
+        wait_for(
+            lambda: len(peers()) == 2 and acting(active) and not acting(standby),
+            30,
+            what="both records seen, the higher-priority replica alone acting",
+        )
+        seen = peers()
+        assert {p["lifetime"] for p in seen.values()} == {LIFETIME}, seen
+        assert sorted(p["priority"] for p in seen.values()) == [100, 200], seen
 
         name = apply_app(
             kube_cluster, namespace, shards, minReplicas=0, maxReplicas=5,

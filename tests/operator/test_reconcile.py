@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 import yaml
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import CRD, OperatorProcess, load_example
-from tests.support.polling import wait_for
+from devtools.kube import KubeCluster
+from devtools.operator import CRD, OperatorProcess, load_example
+from devtools.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -65,14 +66,22 @@ def test_sample_creates_every_child_and_becomes_ready(
     proto = get(kube_cluster, namespace, "deployment", "chat-protocol")
     assert proto["spec"]["replicas"] == 2
     container = proto["spec"]["template"]["spec"]["containers"][0]
+    # The runtime image, no app: an app deploy never rolls the protocol pods.
     assert container["image"] == "ghcr.io/channelapp/channelapp:0.1.0"
-    assert container["args"][:2] == ["protocol", "channelapp.examples.chat:app"]
+    assert container["args"][:2] == ["protocol", "--host"]
     env = {e["name"]: e for e in container["env"]}
+    # Two shards, each a primary and a replica found through the app's three Sentinels.
+    sentinels = ",".join(
+        f"chat-redis-sentinel-{m}.chat-redis.{namespace}.svc:26379" for m in range(3)
+    )
     assert env["CHANNELAPP_REDIS_URLS"]["value"] == ",".join(
-        f"redis://chat-redis-{i}.chat-redis.{namespace}.svc:6379/0" for i in range(2)
+        f"redis+sentinel://{sentinels}/shard-{i}/0" for i in range(2)
     )
     sts = get(kube_cluster, namespace, "statefulset", "chat-redis")
-    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["replicas"] == 4
+    assert (
+        get(kube_cluster, namespace, "statefulset", "chat-redis-sentinel")["spec"]["replicas"] == 3
+    )
     worker = kube_cluster.kubectl_json(
         "get", "deployment", "chat-worker", "-n", namespace, "--show-managed-fields"
     )
@@ -104,7 +113,7 @@ def test_sample_creates_every_child_and_becomes_ready(
     ]  # fmt: skip
     row = wide[1].split()
     assert row[6] == "2/2" and row[-1] == "ShardUnreachable", wide[1]
-    assert f"chat-redis-0.chat-redis.{namespace}.svc" in wide[1]
+    assert f"chat-redis-sentinel-0.chat-redis.{namespace}.svc" in wide[1]
     warnings = events_of(kube_cluster, namespace, "ShardUnreachable")
     assert warnings and all(e["type"] == "Warning" for e in warnings)
     events = kube_cluster.kubectl(
@@ -144,17 +153,22 @@ def test_spec_change_rolls_deployments_and_keeps_scaled_replicas(
         "-p",
         json.dumps({"spec": {"image": "ghcr.io/channelapp/channelapp:0.2.0"}}),
     )
-    for name in ("chat-protocol", "chat-worker"):
-        wait_for(
-            lambda n=name: get(kube_cluster, namespace, "deployment", n)["spec"]["template"][
-                "spec"
-            ]["containers"][0]["image"].endswith(":0.2.0"),
-            30,
-            what=f"{name} image",
-        )
-        kube_cluster.kubectl(
-            "rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=90s"
-        )
+    protocol_template = get(kube_cluster, namespace, "deployment", "chat-protocol")["spec"][
+        "template"
+    ]
+    wait_for(
+        lambda: get(kube_cluster, namespace, "deployment", "chat-worker")["spec"]["template"][
+            "spec"
+        ]["containers"][0]["image"].endswith(":0.2.0"),
+        30,
+        what="chat-worker image",
+    )
+    kube_cluster.kubectl(
+        "rollout", "status", "deployment/chat-worker", "-n", namespace, "--timeout=90s"
+    )
+    # An app deploy leaves the protocol servers (and their sockets) alone.
+    protocol = get(kube_cluster, namespace, "deployment", "chat-protocol")
+    assert protocol["spec"]["template"] == protocol_template
     assert get(kube_cluster, namespace, "deployment", "chat-worker")["spec"]["replicas"] == 3
     rs = kube_cluster.kubectl_json(
         "get", "replicasets", "-n", namespace, "-l", "app.kubernetes.io/component=worker"
@@ -353,7 +367,7 @@ def test_restricted_namespace_admits_every_pod(
         raise AssertionError(f"Ready: {condition(app, 'Ready')}") from None
     pods = kube_cluster.kubectl_json("get", "pods", "-n", namespace)["items"]
     components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}
-    assert components == {"protocol", "worker", "redis"}
+    assert components == {"protocol", "worker", "redis", "redis-sentinel"}
 
 
 def test_refused_pods_are_named_in_the_ready_condition(
@@ -372,12 +386,15 @@ def test_refused_pods_are_named_in_the_ready_condition(
     cond = wait_for(refused, 60, what="Ready=False PodsRefused")
     assert cond["status"] == "False"
     assert "exceeded quota" in cond["message"], cond["message"]
-    assert "protocol servers:" in cond["message"] and "workers:" in cond["message"]
-    wait_for(
-        lambda: "redis shards: " in (refused() or {}).get("message", ""),
-        60,
-        what="the StatefulSet's refusal named too",
-    )
+
+    def every_workload_named() -> dict | None:  # type: ignore[type-arg]
+        # Each controller reports its refusal when it first tries: the names come in one by one.
+        got = refused()
+        message = (got or {}).get("message", "")
+        wanted = ("protocol servers:", "workers:", "redis shards: ")
+        return got if all(w in message for w in wanted) else None
+
+    wait_for(every_workload_named, 60, what="every workload's refusal named")
 
 
 def refusing_policy(cluster: KubeCluster, ns: str) -> str:
@@ -443,15 +460,26 @@ def test_a_spec_the_children_refuse_gives_one_clear_condition(
 ) -> None:
     policy = refusing_policy(kube_cluster, namespace)
     try:
-        refused_then_fixed(kube_cluster, namespace)
+        refused_then_fixed(kube_cluster, namespace, operator)
     finally:
         for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
             kube_cluster.kubectl("delete", kind, policy, "--ignore-not-found", check=False)
 
 
-def refused_then_fixed(kube_cluster: KubeCluster, namespace: str) -> None:
+def poll_failures(operator: OperatorProcess, ns: str, name: str) -> float:
+    """Ticks of an app's poll loop whose depth read failed."""
+    labels = f'app="{name}",namespace="{ns}"'
+    pattern = rf"^channelapp_operator_depth_read_failures_total\{{{re.escape(labels)}\}} (\S+)$"
+    found = re.search(pattern, operator.metrics(), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def refused_then_fixed(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
     (doc,) = load_example("chat.yaml")
-    # Accepted by the CRD, refused by the namespace's admission policy for Deployments.
+    # Accepted by the CRD, refused by the namespace's admission policy for Deployments (spec.env
+    # is the workers' alone: protocol pods run the runtime image with the operator's env).
     doc["spec"]["env"] = [{"name": "TOKEN", "value": "1"}]
     kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
 
@@ -462,12 +490,22 @@ def refused_then_fixed(kube_cluster: KubeCluster, namespace: str) -> None:
     cond = wait_for(degraded, 30, what="Degraded=True ApplyFailed")
     message = cond["message"]
     assert cond["status"] == "True"
-    assert message.startswith("applying Deployment/chat-protocol: "), message
+    assert message.startswith("applying Deployment/chat-worker: "), message
     assert "env TOKEN is not allowed here" in message, message
     for raw in ("HTTP response", "Traceback", "ApiException", '"kind"', "\n"):
         assert raw not in message, message
-    # The poll loop, which cannot read the shards from outside the cluster, keeps it.
-    time.sleep(12)
+    # The poll loop, which cannot read the shards from outside the cluster, keeps it, and
+    # the apply is retried under the one Event: wait until both had their chances.
+    failed_apply = f"{namespace}/chat: applying Deployment/"
+    applies, ticks = operator.log().count(failed_apply), poll_failures(operator, namespace, "chat")
+    wait_for(
+        lambda: (
+            operator.log().count(failed_apply) >= applies + 2
+            and poll_failures(operator, namespace, "chat") >= ticks + 5
+        ),
+        60,
+        what="two more failed applies and five more poll ticks",
+    )
     assert degraded() is not None, condition(
         get(kube_cluster, namespace, "channelapp", "chat"), "Degraded"
     )
@@ -477,10 +515,7 @@ def refused_then_fixed(kube_cluster: KubeCluster, namespace: str) -> None:
     assert sum(e.get("count", 1) for e in failures if e["type"] != "Normal"
                and e["reason"] != "ShardUnreachable") <= 2  # fmt: skip
 
-    kube_cluster.kubectl(
-        "patch", "channelapp", "chat", "-n", namespace, "--type=json",
-        "-p", json.dumps([{"op": "remove", "path": "/spec/env"}]),
-    )  # fmt: skip
+    kube_cluster.patch_channelapp(namespace, "chat", [{"op": "remove", "path": "/spec/env"}])
     wait_for(
         lambda: (
             condition(get(kube_cluster, namespace, "channelapp", "chat"), "Degraded")["reason"]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
 
+from devtools.kube import KubeCluster
+from devtools.operator import ROOT, OperatorProcess
+from devtools.polling import wait_for
 from tests.operator.test_reconcile import apply_chat
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import ROOT, OperatorProcess
-from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -48,17 +46,16 @@ def test_cluster_release_leaves_a_namespace_with_its_own_release(
         wait_for(lambda: "has its own operator" in wide.log(), 30, what="deferral logged")
         apply_chat(kube_cluster, namespace)
         wait_for(lambda: event_count(kube_cluster, namespace, "Created"), 30, what="Created")
-        time.sleep(5)
+        # The cluster-wide operator saw the app too: kopf spawns an object's daemons and then,
+        # in the same cycle, runs its create handlers (here filtered out by the deferral).
+        wait_for(lambda: f"supervising {namespace}/chat" in wide.log(), 30, what="wide saw the app")
         assert event_count(kube_cluster, namespace, "Created") == 1
 
         # The namespaced release goes: the cluster-wide operator acts here again.
         local.stop()
         kube_cluster.kubectl("delete", "kopfpeering", "channelapp-operator", "-n", namespace)
         wait_for(lambda: "acting here again" in wide.log(), 30, what="takeover logged")
-        kube_cluster.kubectl(
-            "patch", "channelapp", "chat", "-n", namespace, "--type=merge",
-            "-p", json.dumps({"spec": {"protocol": {"replicas": 3}}}),
-        )  # fmt: skip
+        kube_cluster.patch_channelapp(namespace, "chat", {"spec": {"protocol": {"replicas": 3}}})
         wait_for(
             lambda: (
                 kube_cluster.kubectl_json("get", "deployment", "chat-protocol", "-n", namespace)[
@@ -69,6 +66,10 @@ def test_cluster_release_leaves_a_namespace_with_its_own_release(
             30,
             what="the cluster-wide operator applies the change",
         )
+        # kopf posts an operator's Events in order: once the cluster-wide operator's Event for
+        # this change is in, any it had posted for the app's creation would be too.
+        wait_for(lambda: event_count(kube_cluster, namespace, "Updated"), 30, what="Updated")
+        assert event_count(kube_cluster, namespace, "Created") == 1
     finally:
         local.stop()
         wide.stop()

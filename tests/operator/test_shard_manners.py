@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from channelapp_operator import apply_failures
+from channelapp_operator.depth_reading import DepthReading
 from channelapp_operator.dial_manners import SharedDialBudget
 from channelapp_operator.kube import Kube
-from channelapp_operator.supervisor import AppSupervisor, DepthReading
+from channelapp_operator.supervisor import AppSupervisor
 
 
 class Peer:
@@ -218,11 +218,11 @@ async def test_the_shards_of_a_refused_spec_are_not_dialled(
 ) -> None:
     listener, port = closing_peer
     sup = supervisor()
-    apply_failures.record("ns", "app", "redis.external.urls carry a password", "PasswordInURL")
+    refused = ("PasswordInURL", "redis.external.urls carry a password")
+    sup.apps.get("ns", "app").apply_failure = refused
     try:
         reading = await poll(sup, external(f"redis://:pw@127.0.0.1:{port}/0"), 1.0)
     finally:
-        apply_failures.clear("ns", "app")
         await sup.close()
     assert listener.accepts == 0
     assert reading.pending and "PasswordInURL" in (reading.error or "")
@@ -243,10 +243,10 @@ async def test_a_silent_peer_is_a_timeout_and_every_unreachable_shard_has_a_clas
     sup = supervisor()
     try:
         reading = await sup.read_depth(spec)
-        per_shard = sup._status(spec, {"generation": 1}, {}, {}, reading, None)
+        per_shard = sup.status(spec, {"generation": 1}, {}, {}, reading, None)
         # A read that failed as a whole lists every shard, each with the class.
         whole = DepthReading(error="2 shards: timeout", error_class="timeout")
-        as_whole = sup._status(spec, {"generation": 1}, {}, {}, whole, None)
+        as_whole = sup.status(spec, {"generation": 1}, {}, {}, whole, None)
     finally:
         await sup.close()
     classes = {"timeout", "not a Redis server", "connection closed", "connection refused"}

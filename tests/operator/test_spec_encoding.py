@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess
-from tests.support.polling import wait_for
-from tests.support.redis_fixtures import RedisServer
+from devtools.kube import KubeCluster
+from devtools.operator import OperatorProcess
+from devtools.polling import wait_for
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 
@@ -72,7 +72,9 @@ def test_an_emoji_in_env_reaches_the_pods(
     redis_server: RedisServer,
 ) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    apply(kube_cluster, namespace, app("smile", url, [{"name": "GREETING", "value": "hi 😀"}]))
+    doc = app("smile", url, [{"name": "GREETING", "value": "hi 😀"}])
+    doc["spec"]["protocol"] = {"env": [{"name": "GREETING", "value": "hi 😀"}]}
+    apply(kube_cluster, namespace, doc)
     wait_for(lambda: ready(kube_cluster, namespace, "smile"), 90, what="Ready with an emoji")
     for deployment in ("smile-protocol", "smile-worker"):
         assert container_env(kube_cluster, namespace, deployment)["GREETING"] == "hi 😀"
@@ -112,4 +114,4 @@ def test_the_largest_spec_of_the_costliest_characters_is_recorded_and_reconciled
         120,
         what="the changed spec handled",
     )
-    assert container_env(kube_cluster, namespace, "big-protocol")["V0"] == env[0]["value"]
+    assert container_env(kube_cluster, namespace, "big-worker")["V0"] == env[0]["value"]

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from channelapp_operator import names
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import ROOT
-from tests.support.polling import wait_for
+from devtools.kube import KubeCluster
+from devtools.operator import ROOT
+from devtools.polling import wait_for
 
 CHART = ROOT / "charts" / "channelapp-operator"
 RELEASE = "tenancy"
@@ -257,10 +257,9 @@ def test_a_spec_change_is_checked_and_a_metadata_change_is_not(
     ns, restricted = tenant["ns"], tenant["restricted"]
     ok, reply = create(kube_cluster, ns, app("mine"), restricted)
     assert ok, reply
-    proc = kube_cluster.kubectl(
-        "patch", "channelapp", "mine", "-n", ns, "--type=merge", f"--as={restricted}",
-        "-p", json.dumps({"spec": {"redis": {"managed": None, **external("db")}}}),
-        check=False,
+    proc = kube_cluster.patch_channelapp(
+        ns, "mine", {"spec": {"redis": {"managed": None, **external("db")}}},
+        as_user=restricted, check=False,
     )  # fmt: skip
     assert proc.returncode != 0
     assert "spec.redis.external.passwordSecretRef.name" in proc.stderr, proc.stderr
@@ -274,10 +273,9 @@ def test_a_spec_change_is_checked_and_a_metadata_change_is_not(
     kube_cluster.kubectl(
         "annotate", "channelapp", "admins", "-n", ns, f"--as={restricted}", "note=hello"
     )
-    proc = kube_cluster.kubectl(
-        "patch", "channelapp", "admins", "-n", ns, "--type=merge", f"--as={restricted}",
-        "-p", json.dumps({"spec": {"protocol": {"replicas": 2}}}), check=False,
-    )  # fmt: skip
+    proc = kube_cluster.patch_channelapp(
+        ns, "admins", {"spec": {"protocol": {"replicas": 2}}}, as_user=restricted, check=False
+    )
     assert proc.returncode != 0 and "may not get Secret db" in proc.stderr, proc.stderr
 
 
@@ -328,11 +326,8 @@ def test_only_an_author_who_may_delete_the_children_may_orphan_them(
     assert orphan_policy in reply, reply
     kube_cluster.kubectl("get", "channelapp", "kept", "-n", ns)
     # The "orphan" finalizer orphans the children on any delete: adding it is the same.
-    finalizer = json.dumps({"metadata": {"finalizers": ["orphan"]}})
-    proc = kube_cluster.kubectl(
-        "patch", "channelapp", "kept", "-n", ns, "--type=merge", f"--as={restricted}",
-        "-p", finalizer, check=False,
-    )  # fmt: skip
+    finalizer = {"metadata": {"finalizers": ["orphan"]}}
+    proc = kube_cluster.patch_channelapp(ns, "kept", finalizer, as_user=restricted, check=False)
     assert proc.returncode != 0 and orphan_policy in proc.stderr, proc.stderr
     obj = app("born-orphaning")
     obj["metadata"]["finalizers"] = ["orphan"]
@@ -345,9 +340,7 @@ def test_only_an_author_who_may_delete_the_children_may_orphan_them(
     # edit may delete Deployments, StatefulSets, Services and Secrets: it may orphan them.
     ok, reply = create(kube_cluster, ns, app("edits"), editor)
     assert ok, reply
-    kube_cluster.kubectl(
-        "patch", "channelapp", "edits", "-n", ns, "--type=merge", f"--as={editor}", "-p", finalizer
-    )
+    kube_cluster.patch_channelapp(ns, "edits", finalizer, as_user=editor)
     ok, reply = delete_app(kube_cluster, ns, "edits", editor, "--cascade=orphan")
     assert ok, reply
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.operator_fixtures import OperatorProcess
-from tests.support.polling import wait_for
-from tests.support.redis_fixtures import RedisServer
+from devtools.kube import KubeCluster
+from devtools.operator import OperatorProcess
+from devtools.polling import wait_for
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 
@@ -416,23 +416,7 @@ def operator_account(kube_cluster: KubeCluster, namespace: str, tmp_path: Path) 
         "create", "clusterrolebinding", discovery, f"--clusterrole={discovery}",
         f"--serviceaccount={ns}:operator",
     )  # fmt: skip
-    token = kube_cluster.kubectl(
-        "create", "token", "operator", "-n", ns, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [
-            {"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}
-        ],
-        "current-context": "operator",
-    }
-    path = tmp_path / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = kube_cluster.token_kubeconfig("operator", ns, tmp_path / "operator-kubeconfig")
     try:
         yield path
     finally:

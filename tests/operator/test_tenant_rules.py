@@ -17,7 +17,7 @@ from channelapp_operator.redis_urls import (
     redact_url,
     shard_index,
 )
-from channelapp_operator.supervisor import progressing
+from channelapp_operator.status import progressing
 
 SPEC: dict[str, Any] = {
     "image": "example/app:1",
@@ -85,6 +85,13 @@ def test_child_exists_names_the_object_and_keeps_its_owner_for_the_log() -> None
         ("redis://h/0?pass%77ord=pw", "redis://h/0?password=%2A%2A%2A", True),
         ("redis://h/0?db=0&%7a=1", "redis://h/0?db=0&%7a=1", True),
         ("redis://h/0?client_name=a%20b", "redis://h/0?client_name=a%20b", False),
+        ("redis+sentinel://s1:26379,s2:26379/m/0", "redis+sentinel://s1:26379,s2:26379/m/0", False),
+        ("redis+sentinel://:pw@s1:26379,s2/m", "redis+sentinel://:***@s1:26379,s2/m", True),
+        (
+            "redis+sentinel://s1,s2/m?sentinel_password=pw",
+            "redis+sentinel://s1,s2/m?sentinel_password=%2A%2A%2A",
+            True,
+        ),
     ],
 )
 def test_passwords_in_urls_are_found_and_redacted(url: str, redacted: str, secret: bool) -> None:
@@ -94,7 +101,10 @@ def test_passwords_in_urls_are_found_and_redacted(url: str, redacted: str, secre
 
 
 def test_urls_inside_messages_are_redacted() -> None:
-    text = "Error connecting to redis://:hunter2@h:1/0 and rediss://h/0?password=hunter2 now"
+    text = (
+        "Error connecting to redis://:hunter2@h:1/0 and rediss://h/0?password=hunter2 and "
+        "redis+sentinel://:hunter2@s1,s2/m now"
+    )
     out = redact_text(text)
     assert "hunter2" not in out
     assert "redis://:***@h:1/0" in out and "now" in out
@@ -153,8 +163,8 @@ def pod_specs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_pods_get_no_service_account_token_by_default() -> None:
     specs = pod_specs(SPEC)
-    assert set(specs) == {"StatefulSet/chat-redis", "Deployment/chat-protocol",
-                          "Deployment/chat-worker"}  # fmt: skip
+    assert set(specs) == {"StatefulSet/chat-redis", "StatefulSet/chat-redis-sentinel",
+                          "Deployment/chat-protocol", "Deployment/chat-worker"}  # fmt: skip
     for pod in specs.values():
         assert pod["automountServiceAccountToken"] is False
         assert "serviceAccountName" not in pod
@@ -165,7 +175,8 @@ def test_a_named_service_account_is_mounted_in_app_pods_only() -> None:
     for name in ("Deployment/chat-protocol", "Deployment/chat-worker"):
         assert specs[name]["serviceAccountName"] == "chat-reader"
         assert specs[name]["automountServiceAccountToken"] is True
-    assert specs["StatefulSet/chat-redis"]["automountServiceAccountToken"] is False
+    for name in ("StatefulSet/chat-redis", "StatefulSet/chat-redis-sentinel"):
+        assert specs[name]["automountServiceAccountToken"] is False
 
 
 # --- dial manners ---------------------------------------------------------------------------

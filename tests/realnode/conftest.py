@@ -9,13 +9,19 @@ import pytest
 from tests.support.realnode_fixtures import chat_app, real_cluster, real_operator  # noqa: F401
 
 ORDER = (
+    # Its own cluster (make cluster NODE=real), up and down before the session's starts.
+    "test_make_deploy",
     "test_real_operator",
     "test_real_chat",
     "test_real_django",
+    "test_real_migrate",
+    "test_real_channels4",
     "test_real_autoscaling",
     "test_real_disruptions",
     "test_real_failures",
     "test_real_restricted",
+    "test_app_deploys",
+    "test_runtime_upgrade",
     "test_real_teardown",
 )
 

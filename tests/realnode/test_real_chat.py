@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.realnode_fixtures import CHAT_NAMESPACE, RealCluster, channelapp
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import CHAT_NAMESPACE, channelapp
+from tests.support.chat_page import page_result, start_chat_page
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.browser]
-
-ROOT = Path(__file__).resolve().parents[2]
-BROWSER = ROOT / "tests" / "browser"
 
 
 def service_url(cluster: RealCluster, ns: str, name: str) -> str:
@@ -71,21 +66,16 @@ def test_protocol_service_serves_the_page_from_the_host(
 def test_two_chromium_tabs_chat_through_the_service(
     real_cluster: RealCluster, chat_app: dict[str, Any], tmp_path: Path
 ) -> None:
-    node = shutil.which("node")
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    assert node and chromium, "node and Debian's chromium are installed by .ci/run"
-    assert (BROWSER / "node_modules" / "playwright-core").is_dir(), "run: npm ci in tests/browser"
     screenshot = tmp_path / "chat-real-node.png"
     url = service_url(real_cluster, CHAT_NAMESPACE, "chat")
-    proc = subprocess.run(
-        [node, str(BROWSER / "chat.mjs"), url, str(screenshot)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=BROWSER,
-        env={**os.environ, "CHROMIUM": chromium},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    page = start_chat_page(url, screenshot)
+    try:
+        out, err = page.communicate(timeout=180)
+    finally:
+        if page.poll() is None:
+            page.kill()
+            page.wait()
+    assert page.returncode == 0, out + err
+    result = page_result(out)
     assert result["ok"] and result["text"] in result["bobLog"], result
     assert "alice" in result["bobLog"]

@@ -9,16 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.support import realnode
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.polling import wait_for
-from tests.support.realnode_fixtures import (
-    CHAT_NAMESPACE,
-    RealCluster,
-    channelapp,
-    condition,
-    pod_ready,
-)
+from devtools import realnode
+from devtools.kube import KubeCluster
+from devtools.polling import wait_for
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import CHAT_NAMESPACE, channelapp, condition, pod_ready
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 

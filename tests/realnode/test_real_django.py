@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,20 +16,19 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.realnode_fixtures import (
+from devtools.kube import KubeCluster
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import (
     ROOT,
-    RealCluster,
     apply_and_wait_ready,
     channelapp,
     default_service_account,
 )
+from tests.support.chatsite import USERS, log_in
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 
 NAMESPACE = "chatsite"
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-USERS = {"ann": "ann-password-1", "bob": "bob-password-1"}
 
 
 def postgres(image: str) -> list[dict[str, Any]]:
@@ -122,29 +120,6 @@ def chatsite(real_cluster: RealCluster, real_operator: KubeCluster) -> Iterator[
         yield f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
     finally:
         kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
-
-
-async def log_in(http: aiohttp.ClientSession, site: str, username: str) -> str:
-    async with http.get(f"{site}/") as r:  # @login_required: to the form
-        assert str(r.url) == f"{site}/accounts/login/?next=/", r.url
-        token = CSRF_FIELD.search(await r.text())
-    assert token is not None
-    async with http.post(
-        f"{site}/accounts/login/",
-        data={
-            "username": username,
-            "password": USERS[username],
-            "csrfmiddlewaretoken": token.group(1),
-            "next": "/",
-        },
-        headers={"Origin": site},
-        allow_redirects=False,
-    ) as r:
-        assert r.status == 302, await r.text()
-        sessionid: str = r.cookies["sessionid"].value
-    async with http.get(f"{site}/?room=lobby") as r:
-        assert r.status == 200 and f'<strong id="username">{username}</strong>' in await r.text()
-    return sessionid
 
 
 def test_a_login_without_csrf_is_refused(chatsite: str) -> None:

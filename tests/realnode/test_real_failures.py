@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
 
-from tests.support import realnode
-from tests.support.polling import wait_for
-from tests.support.realnode_fixtures import (
+from devtools import realnode
+from devtools.polling import wait_for
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import (
     CHAT_NAMESPACE,
     OPERATOR_NAMESPACE,
-    RealCluster,
     channelapp,
     condition,
     operator_pod,
@@ -73,10 +72,7 @@ def test_deleting_the_operator_pod_duplicates_nothing_and_keeps_the_workers(
     real_cluster: RealCluster, chat_app: dict[str, Any]
 ) -> None:
     kube = real_cluster.kube
-    kube.kubectl(
-        "patch", "channelapp", "chat", "-n", CHAT_NAMESPACE, "--type=merge",
-        "-p", json.dumps({"spec": {"workers": {"minReplicas": 2}}}),
-    )  # fmt: skip
+    kube.patch_channelapp(CHAT_NAMESPACE, "chat", {"spec": {"workers": {"minReplicas": 2}}})
     wait_for(
         lambda: (
             kube.kubectl_json("get", "deployment", "chat-worker", "-n", CHAT_NAMESPACE)[

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.support.cluster_fixtures import KubeCluster
-from tests.support.realnode_fixtures import OPERATOR_NAMESPACE, operator_pod, pod_ready
+from devtools.kube import KubeCluster
+from devtools.realnode.workloads import OPERATOR_NAMESPACE, operator_pod, pod_ready
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 

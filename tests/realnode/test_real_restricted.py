@@ -7,11 +7,8 @@ import time
 
 import pytest
 
-from tests.support.realnode_fixtures import (
-    RealCluster,
-    default_service_account,
-    example_with_test_images,
-)
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import default_service_account, example_with_test_images
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.support import realnode
-from tests.support.realnode_fixtures import RealCluster
+from devtools import realnode
+from devtools.realnode.bringup import RealCluster
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
 

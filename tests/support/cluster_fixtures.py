@@ -1,6 +1,6 @@
 """Pytest fixtures for a Kubernetes cluster: the built control plane, or any real one.
 
-``kube_cluster`` (session) starts :class:`tests.support.controlplane.ControlPlane`
+``kube_cluster`` (session) starts :class:`devtools.controlplane.ControlPlane`
 (building the binaries on first use), or, when ``CHANNELAPP_TEST_KUBECONFIG`` is
 set, or ``KUBECONFIG`` together with ``CHANNELAPP_USE_EXISTING_CLUSTER=1``, uses
 that cluster (kind, k3d, a real one) unchanged and never stops it.
@@ -9,73 +9,17 @@ that cluster (kind, k3d, a real one) unchanged and never stops it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.support.controlplane import ControlPlane, bin_dir, ensure_tools, start_for_tests
-
-
-@dataclass
-class KubeCluster:
-    """How tests reach the cluster: a kubeconfig, an environment, kubectl and helm."""
-
-    kubeconfig: Path
-    bin_dir: Path
-    kubectl_path: str
-    helm_path: str
-    plane: ControlPlane | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        env = dict(os.environ)
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        # helm keeps its cache and config per user; keep them out of the user's home.
-        helm_home = self.kubeconfig.parent / "helm-home"
-        for var, sub in (
-            ("HELM_CACHE_HOME", "cache"),
-            ("HELM_CONFIG_HOME", "config"),
-            ("HELM_DATA_HOME", "data"),
-        ):
-            env[var] = str(helm_home / sub)
-        self.env = env
-
-    @property
-    def external(self) -> bool:
-        return self.plane is None
-
-    def _run(
-        self, argv: list[str], check: bool, input: str | None, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            argv, env=self.env, input=input, capture_output=True, text=True, timeout=timeout
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(argv)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-            )
-        return proc
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        return self._run([self.kubectl_path, *args], check, input, timeout)
-
-    def kubectl_json(self, *args: str) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    def helm(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return self._run([self.helm_path, *args], check, input, timeout)
+from devtools.controlplane import ensure_tools, start_for_tests
+from devtools.kube import KubeCluster
+from devtools.paths import bin_dir
 
 
 def _existing_kubeconfig() -> Path | None:
@@ -106,13 +50,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         return
     plane = start_for_tests()
     try:
-        yield KubeCluster(
-            plane.kubeconfig,
-            plane.bin_dir,
-            str(plane.bin_dir / "kubectl"),
-            str(plane.bin_dir / "helm"),
-            plane,
-        )
+        yield KubeCluster.for_plane(plane)
     finally:
         plane.stop()
 

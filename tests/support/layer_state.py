@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 
 def keys_matching(servers: list[RedisServer], pattern: str) -> list[str]:

@@ -10,6 +10,7 @@ Channels 1.x                       channelapp
 ``channels.generic.websockets``    ``channelapp.compat.generic.websockets``
 ``channels.exceptions``            ``channelapp.compat.exceptions``
 ``channels.handler.AsgiHandler``   ``channelapp.compat.handler.AsgiHandler`` (encode_response)
+``channels.test``                  ``channelapp.compat.test`` (a project's tests; needs Django)
 =================================  =====================================================
 
 Consumers stay plain functions ``def consumer(message, **kwargs)``; the worker runs them

@@ -250,24 +250,32 @@ route_class = RouteClass
 include = Include
 
 
+def default_consumer(channel_name: str) -> tuple[Any, dict[str, Any]] | None:
+    """What runs a message no entry matched, as Channels 1's ``check_default`` routes did: a
+    socket's connect is accepted, its other messages dropped; anything else has none."""
+    if channel_name == WEBSOCKET_CONNECT:
+        return connect_consumer, {}
+    if channel_name in (WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT):
+        return null_consumer, {}
+    return None
+
+
 class Router:
-    """A whole routing, with Channels 1's defaults after it: sockets are accepted and their
-    unrouted messages dropped."""
+    """A whole routing: the consumer of a message is that of its first matching entry."""
 
     def __init__(self, routing: Any) -> None:
         self.root = Include(routing)
         self.channels = self.root.channel_names()
 
+    def add_route(self, route: Any) -> None:
+        """Adds one entry at the end of the routing (after every entry it has)."""
+        self.root.routing.append(route)
+        self.channels = self.root.channel_names()
+
     def match(self, message: Message) -> tuple[Any, dict[str, Any]] | None:
-        got = self.root.match(message)
-        if got is not None:
-            return got
-        name = message.channel.name
-        if name == WEBSOCKET_CONNECT:
-            return connect_consumer, {}
-        if name in (WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT):
-            return null_consumer, {}
-        return None
+        """``(consumer, kwargs)`` of the first entry matching ``message``; None when none does
+        (:func:`default_consumer` has what the runtime does then)."""
+        return self.root.match(message)
 
     def may_match(self, channel_name: str, path: str) -> bool:
         return self.root.may_match(channel_name, path)
@@ -306,7 +314,7 @@ class Channels1Routing:
             content = {k: v for k, v in content.items() if k != "body_channel"}
             content.update(body=body, more_body=False)
         message = Message(content, name, ctx=ctx)
-        found = self.router.match(message)
+        found = self.router.match(message) or default_consumer(name)
         if found is None:
             if name == HTTP_REQUEST:
                 log.info(
@@ -397,6 +405,12 @@ def channel_routes(routing: Any) -> list[RuntimeRoute]:
     channelapp routes, which keep their places), a ``{channel: consumer}`` dict, or the
     dotted path of either."""
     return expand_routes(resolve_routing(routing))
+
+
+def is_channels1_entry(entry: Any) -> bool:
+    """Whether ``entry`` of a routing list is Channels 1's (a route, route_class, include, or
+    a routing object of the project's own), not a channelapp route."""
+    return not isinstance(entry, RuntimeRoute) or isinstance(entry, _Entry)
 
 
 def _nested(entries: list[Any], routing: Any) -> list[Any]:

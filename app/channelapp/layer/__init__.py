@@ -12,6 +12,7 @@ from channelapp.layer.base import (
 )
 from channelapp.layer.factory import layer_from_settings
 from channelapp.layer.memory import InMemoryChannelLayer
+from channelapp.layer.monitor import LayerMonitor, RedisMonitor
 from channelapp.layer.names import InvalidChannelName
 from channelapp.layer.redis import RedisChannelLayer
 
@@ -22,9 +23,11 @@ __all__ = [
     "ChannelStatistics",
     "InMemoryChannelLayer",
     "InvalidChannelName",
+    "LayerMonitor",
     "Message",
     "MessageTooLarge",
     "RedisChannelLayer",
+    "RedisMonitor",
     "ShardUnavailable",
     "WorkerReport",
     "layer_from_settings",

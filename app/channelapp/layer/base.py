@@ -10,49 +10,28 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
-from typing import Any, TypedDict
 
-Message = dict[str, Any]
+from channelapp.layer.common import (
+    ChannelFull,
+    ChannelLayerError,
+    ChannelStatistics,
+    Message,
+    MessageTooLarge,
+    ShardUnavailable,
+    WorkerReport,
+)
+from channelapp.layer.monitor import LayerMonitor
 
-
-class ChannelLayerError(Exception):
-    """Base class of the layer's errors."""
-
-
-class ChannelFull(ChannelLayerError):
-    """The channel holds ``capacity`` messages already; the message was not stored."""
-
-
-class ShardUnavailable(ChannelLayerError):
-    """A Redis shard could not be reached; the operation did not happen."""
-
-
-class MessageTooLarge(ChannelLayerError):
-    """The serialized message is larger than the layer accepts."""
-
-
-class ChannelStatistics(TypedDict):
-    messages_pending: int
-    """Messages waiting in the channel now."""
-    messages_max_age: float
-    """Seconds the oldest waiting message has waited (0.0 when empty)."""
-    messages_count: int
-    """Messages ever sent to the channel (since the counters' expiry)."""
-    channel_full_count: int
-    """Sends refused with :class:`ChannelFull`."""
-
-
-class WorkerReport(TypedDict):
-    """What one worker process publishes about itself for the autoscaler."""
-
-    in_flight: int
-    """Messages its consumers are running now."""
-    handled: int
-    """Messages it has finished since it started."""
-    busy_seconds: float
-    """Sum of the time its consumers spent on those messages."""
-    concurrency: int
-    """Most messages it runs at once."""
+__all__ = [
+    "BaseChannelLayer",
+    "ChannelFull",
+    "ChannelLayerError",
+    "ChannelStatistics",
+    "Message",
+    "MessageTooLarge",
+    "ShardUnavailable",
+    "WorkerReport",
+]
 
 
 class BaseChannelLayer(abc.ABC):
@@ -118,6 +97,12 @@ class BaseChannelLayer(abc.ABC):
     async def unavailable(self) -> list[str]:
         """Why the layer cannot be used now, one line per unreachable part; empty when it can."""
         return []
+
+    def monitor(self) -> LayerMonitor | None:
+        """This layer's admin plane: load in one round trip per shard, the worker and server
+        registries, lost-state checks and the key space the session and ordering stores
+        share. None for a layer that keeps nothing outside its process."""
+        return None
 
     async def close(self) -> None:
         """Release connections and background tasks."""

@@ -21,29 +21,24 @@ Layout on each shard (``P`` is the key prefix):
   ``sweep_dead_servers``).
 
 Key names, shards and stored encoding come from one :class:`KeySpace` (``self.keys``).
-
-Popped messages that the caller has not taken yet (a blocking pop that returns
-after its caller moved on, a batch larger than asked, replies for other
-reply channels of the process) wait in a local *stash*; ``close()`` pushes
-what is left back to the head of its list, so a worker that stops loses nothing.
+The receive machinery (pops, the local stash, readers, handing back what was not taken
+on close) is :class:`~channelapp.layer.receiving.RedisReceiving`; statistics, load, the
+worker and server registries and the lost-state checks are the layer's
+:class:`~channelapp.layer.monitor.RedisMonitor` (``monitor()``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from channelapp.layer.base import (
     BaseChannelLayer,
     ChannelFull,
-    ChannelLayerError,
     ChannelStatistics,
     Message,
     ShardUnavailable,
@@ -51,6 +46,16 @@ from channelapp.layer.base import (
 )
 from channelapp.layer.capacity import CapacityOverrides, CapacityPolicy
 from channelapp.layer.keyspace import DEFAULT_PREFIX, KeySpace
+from channelapp.layer.monitor import (
+    SERVERS_REGISTRY,
+    SWEEP_GROUPS_PER_CALL,
+    SWEEP_LEASE,
+    SWEEP_MAX_GAP,
+    WORKERS_REGISTRY,
+    ConnectionOptions,
+    RedisMonitor,
+    open_shards,
+)
 from channelapp.layer.names import (
     InvalidChannelName,
     is_process_specific,
@@ -58,43 +63,37 @@ from channelapp.layer.names import (
     validate_channel_name,
     validate_group_name,
 )
-from channelapp.layer.serializers import (
-    MAX_MESSAGE_SIZE,
-    MessageCorrupt,
-    Serializer,
-    enqueued_at,
-    frame,
-    unframe,
+from channelapp.layer.receiving import (
+    BLOCK_SECONDS,
+    OUT_OF_LINE,
+    RECEIVE_PREFETCH_MAX,
+    REPLY_BATCH,
+    RedisReceiving,
 )
+from channelapp.layer.serializers import MAX_MESSAGE_SIZE, Serializer, frame
 from channelapp.layer.shard import SendBatcher, Shard
-from channelapp.layer.stats import LoadReading, empty_stats, live_reports, total
+from channelapp.layer.stats import LoadReading
+
+__all__ = [
+    "BLOCK_SECONDS",
+    "INLINE_MESSAGE_SIZE",
+    "OUT_OF_LINE",
+    "RECEIVE_PREFETCH_MAX",
+    "REPLY_BATCH",
+    "SERVERS_REGISTRY",
+    "SWEEP_GROUPS_PER_CALL",
+    "SWEEP_LEASE",
+    "SWEEP_MAX_GAP",
+    "WORKERS_REGISTRY",
+    "RedisChannelLayer",
+]
 
 log = logging.getLogger("channelapp.layer")
 
-BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancellation delays
-# Most messages one receive() fetches for the receivers waiting on its channel.
-RECEIVE_PREFETCH_MAX = 64
-# Most replies one pop takes from a process's reply list.
-REPLY_BATCH = 256
-# The name whose shard keeps the workers' load reports (``P:workers``).
-WORKERS_REGISTRY = "workers"
-# The name whose shard keeps the protocol servers' heartbeats (``P:servers``).
-SERVERS_REGISTRY = "servers"
 # A serialized message larger than this is stored out of line: its body under a key of its
 # own (``P:blob:<token>``) on the shard of the channel, the channel's list carrying a small
 # reference ``{OUT_OF_LINE: [token, read once]}`` that receive() replaces by the message.
 INLINE_MESSAGE_SIZE = 1 << 20
-OUT_OF_LINE = "__channelapp_out_of_line__"
-# A sweep of dead protocol servers: how long its claim holds (seconds), the longest gap between
-# two sweeps (on the registry shard's clock) read as that clock running on, and how many groups
-# one script call goes through.
-SWEEP_LEASE = 300.0
-SWEEP_MAX_GAP = 2.0
-SWEEP_GROUPS_PER_CALL = 100
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _log_group_full(group: str, full_members: list[str], members: int) -> None:
@@ -107,12 +106,7 @@ def _log_group_full(group: str, full_members: list[str], members: int) -> None:
     )
 
 
-def _retrieved(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-class RedisChannelLayer(BaseChannelLayer):
+class RedisChannelLayer(RedisReceiving, BaseChannelLayer):
     def __init__(
         self,
         hosts: Sequence[str] | None = None,
@@ -142,18 +136,14 @@ class RedisChannelLayer(BaseChannelLayer):
         self.reply_capacity = reply_capacity
         self.expiry = expiry
         self.group_expiry = group_expiry
-        self.shards = [
-            Shard(
-                i,
-                url,
-                password=password,
-                max_connections=max_connections,
-                ssl_options=ssl_options,
-                connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-            )
-            for i, url in enumerate(hosts)
-        ]
+        self.shards = open_shards(
+            hosts,
+            password=password,
+            max_connections=max_connections,
+            ssl_options=ssl_options,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+        )
         self._serializer = Serializer(encryption_keys, max_size=max_message_size)
         self.inline_message_size = inline_message_size
         # Every key name, shard choice and stored encoding (also for sessions and ordering).
@@ -162,34 +152,19 @@ class RedisChannelLayer(BaseChannelLayer):
         self.ring = self.keys.ring
         self._batchers = [SendBatcher(s) for s in self.shards]
         self._expiry_s = max(1, int(expiry))
-        # Names this instance's reply channels; instances given the same one share them. A
-        # server swept as dead while alive goes on under a new one (see server_beat()).
-        self._process = process or secrets.token_hex(6)
-        self._processes = {self._process}  # every name it had: its older sockets keep theirs
-        # Names its marker of the shards' state (shards_that_lost_state()); never changes.
-        self._marker = self._process
-        # False: a message popped from Redis is delivered however long it then waits here.
-        self.expire_fetched = True
+        # Statistics, registries and lost-state checks over the same shards; it also holds the
+        # process name this instance's reply channels carry (see RedisMonitor.server_beat()).
+        self._monitor = RedisMonitor.over(
+            self.keys,
+            expiry=expiry,
+            group_expiry=group_expiry,
+            reply_capacity=reply_capacity,
+            process=process,
+        )
         # Called with (group, full members, member count) when group_send skipped members.
         self.on_group_full: Callable[[str, list[str], int], None] = _log_group_full
-        # Popped, not yet taken: channel name -> (enqueued_at, body, storage key, raw item).
-        self._stash: defaultdict[str, deque[tuple[float, bytes, str, bytes]]] = defaultdict(deque)
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._blocking: dict[tuple[int, tuple[str, ...]], asyncio.Task[None]] = {}
-        self._pops: set[asyncio.Task[int]] = set()
-        self._closing = False
-        # One reader per list that receive() waits on, waking only the receivers it fed.
-        self._readers: dict[str, asyncio.Task[None]] = {}
-        self._name_waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
-        self._key_waiting: defaultdict[str, int] = defaultdict(int)  # receive()s per list
-        self._key_futures: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
-        self._fresh: set[str] = set()  # names deposited since the last wake-up
-        self._last_purge = time.monotonic()
         self.group_full_count = 0
-        self._marked: set[int] = set()  # shards holding this process's liveness marker
-        self._beating = False  # server_beat() has registered this process
-        # Shards receive_many() leaves out until then (monotonic): found down, retried later.
-        self._down_until: dict[int, float] = {}
+        self._init_receiving()
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -274,358 +249,8 @@ class RedisChannelLayer(BaseChannelLayer):
     def _blob_ttl_ms(self) -> int:
         return max(1, int(self.expiry * 1000))
 
-    async def _in_line(self, channel: str, ref: Any) -> Message | None:
-        """The message an out-of-line reference on ``channel`` stands for; None if it is gone
-        (expired with its message) or unreadable."""
-        token, once = ref
-        key = self.keys.key("blob", str(token))
-        shard = self.shards[self.ring.shard_for(channel)]
-        if once:
-            body = await shard.execute("GETDEL", key)  # Redis 6.2 or later
-        else:
-            body = await shard.execute("GET", key)
-        if body is None:
-            log.error("dropping a large message on %r: it expired before it was read", channel)
-            return None
-        try:
-            return self._serializer.loads(body)
-        except MessageCorrupt as exc:
-            log.error("dropping undecodable message on %r: %s", channel, exc)
-            return None
-
-    async def _whole(self, taken: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
-        """``taken`` with every out-of-line reference replaced by its message, all read at
-        once; a message whose body cannot be read (gone, its shard down) is dropped alone."""
-        refs = [(i, channel, m) for i, (channel, m) in enumerate(taken) if OUT_OF_LINE in m]
-        if not refs:
-            return taken
-        read = await asyncio.gather(
-            *(self._in_line(channel, message[OUT_OF_LINE]) for _, channel, message in refs),
-            return_exceptions=True,
-        )
-        wholes: dict[int, Message | None] = {}
-        for (i, channel, _), whole in zip(refs, read, strict=True):
-            if isinstance(whole, BaseException):
-                if not isinstance(whole, Exception):
-                    raise whole
-                log.error(
-                    "dropping a large message on %r: its body could not be read: %s", channel, whole
-                )
-                whole = None
-            wholes[i] = whole
-        out: list[tuple[str, Message]] = []
-        for i, (channel, message) in enumerate(taken):
-            if i in wholes:
-                whole = wholes[i]
-                if whole is None:
-                    continue
-                message = whole
-            out.append((channel, message))
-        return out
-
-    # --- receive --------------------------------------------------------------------------
-
-    def _wake_named(self) -> None:
-        """Wake the receive()s of the names just deposited (not every waiting name)."""
-        fresh, self._fresh = self._fresh, set()
-        for name in fresh:
-            for fut in self._name_waiters.get(name, ()):
-                if not fut.done():
-                    fut.set_result(None)
-
-    def _wake(self) -> None:
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._waiters.clear()
-
-    def _deposit(self, key: str, item: bytes, now: float) -> None:
-        ts, name, body = unframe(item)
-        if now - ts > self.expiry:
-            return  # expired while waiting: dropped, as if its key had expired
-        if not name:
-            name = self.keys.channel_name(key)
-        self._stash[name].append((ts, body, key, item))
-        self._fresh.add(name)
-
-    def _take(self, channels: Sequence[str], limit: int) -> list[tuple[str, Message]]:
-        out: list[tuple[str, Message]] = []
-        now = time.time()
-        progress = True
-        while len(out) < limit and progress:
-            progress = False
-            for channel in channels:
-                queue = self._stash.get(channel)
-                while queue:
-                    ts, body, _key, _item = queue.popleft()
-                    if self.expire_fetched and now - ts > self.expiry:
-                        continue
-                    try:
-                        out.append((channel, self._serializer.loads(body)))
-                    except MessageCorrupt as exc:
-                        log.error("dropping undecodable message on %r: %s", channel, exc)
-                        continue
-                    progress = True
-                    break
-                if queue is not None and not queue:
-                    self._stash.pop(channel, None)
-                if len(out) >= limit:
-                    break
-        self._purge_stash(now, channels)
-        return out
-
-    def _purge_stash(self, now: float, taking: Sequence[str] = ()) -> None:
-        """Drop expired replies for reply channels nobody receives on (no unbounded growth)."""
-        if time.monotonic() - self._last_purge < 5:
-            return
-        self._last_purge = time.monotonic()
-        for name in list(self._stash):
-            if not self.expire_fetched and (name in taking or name in self._name_waiters):
-                continue  # fetched for a receiver: kept until it takes it
-            queue = self._stash[name]
-            while queue and now - queue[0][0] > self.expiry:
-                queue.popleft()
-            if not queue:
-                del self._stash[name]
-
-    def _keys_by_shard(self, channels: Sequence[str]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = defaultdict(list)
-        for channel in channels:
-            key = self._key(channel)
-            keys = out[self.ring.shard_for(channel)]
-            if key not in keys:
-                keys.append(key)
-        return out
-
-    def _start_pop(self, index: int, keys: Sequence[str], count: int) -> asyncio.Task[int]:
-        """A non-blocking batch pop whose messages reach the stash even if its caller is cancelled.
-
-        Callers await it shielded: a cancelled receive must not drop what Redis
-        already handed over (close() returns the stash to Redis).
-        """
-
-        async def pop() -> int:
-            flat = await self.shards[index].eval("pop_many", keys, (count,))
-            now = time.time()
-            for i in range(0, len(flat), 2):
-                self._deposit(keys[int(flat[i]) - 1], flat[i + 1], now)
-            self._wake_named()
-            return len(flat) // 2
-
-        task = asyncio.get_running_loop().create_task(pop())
-        self._pops.add(task)
-        task.add_done_callback(self._pops.discard)
-        return task
-
-    async def _pop_now(self, by_shard: dict[int, list[str]], limit: int) -> None:
-        """One non-blocking batch pop per shard, concurrently; results go to the stash.
-
-        A shard that cannot be reached is set aside (see :meth:`_reachable`); only when
-        none of them answered is its failure raised.
-        """
-        per_shard = max(1, limit // max(1, len(by_shard)))
-        tasks = [self._start_pop(i, k, per_shard) for i, k in by_shard.items()]
-        results = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
-        down: list[ShardUnavailable] = []
-        for index, result in zip(by_shard, results, strict=True):
-            if isinstance(result, ShardUnavailable):
-                self._set_aside(index, result)
-                down.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                self._back(index)
-        if down and len(down) == len(by_shard):
-            raise down[0]
-
-    def _set_aside(self, index: int, exc: ShardUnavailable) -> None:
-        """Leave shard ``index`` out of receive_many() for BLOCK_SECONDS: the others serve on."""
-        if index not in self._down_until:
-            log.error("receiving from the other shards while this one is down: %s", exc)
-        self._down_until[index] = time.monotonic() + BLOCK_SECONDS
-
-    def _back(self, index: int) -> None:
-        if self._down_until.pop(index, None) is not None:
-            log.info("redis shard %d answers again", index)
-
-    def _reachable(self, by_shard: dict[int, list[str]]) -> dict[int, list[str]]:
-        """The shards of ``by_shard`` not set aside; all of them when every one is."""
-        if not self._down_until:
-            return by_shard
-        now = time.monotonic()
-        live = {i: k for i, k in by_shard.items() if self._down_until.get(i, 0.0) <= now}
-        return live or by_shard
-
-    def _start_blocking(self, index: int, keys: list[str]) -> asyncio.Task[None]:
-        """A blocking pop that deposits into the stash whenever it returns, even if nobody waits."""
-        ident = (index, tuple(keys))
-        task = self._blocking.get(ident)
-        if task is not None and not task.done():
-            return task
-
-        async def block() -> None:
-            try:
-                got = await self.shards[index].blpop(keys, BLOCK_SECONDS)
-            finally:
-                self._blocking.pop(ident, None)
-            if got:
-                key, item = got
-                self._deposit(key.decode() if isinstance(key, bytes) else key, item, time.time())
-                self._wake()
-                self._wake_named()
-
-        task = asyncio.get_running_loop().create_task(block())
-        # A failure nobody waits for any more (a shard found down meanwhile) is not an error
-        # to report at garbage collection: the next receive hears it from its own pop.
-        task.add_done_callback(_retrieved)
-        self._blocking[ident] = task
-        return task
-
-    async def _wait(self, tasks: dict[int, asyncio.Task[None]], timeout: float) -> None:
-        """Until a blocking pop (one per shard) returns or a deposit wakes us; a shard that
-        failed is set aside, and its failure raised only when every shard failed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(fut)
-        try:
-            # Waiting is cancellable; the blocking pops are not cancelled (they would lose data).
-            await asyncio.wait(
-                [*tasks.values(), fut], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            self._waiters.discard(fut)
-        failures: list[BaseException] = []
-        for index, task in tasks.items():
-            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
-                if not isinstance(exc, ShardUnavailable):
-                    raise exc
-                self._set_aside(index, exc)
-                failures.append(exc)
-        if failures and len(failures) == len(tasks):
-            raise failures[0]
-
-    async def receive_many(
-        self,
-        channels: Iterable[str],
-        max_messages: int = 100,
-        timeout: float | None = None,
-    ) -> list[tuple[str, Message]]:
-        names = [self._receivable(c) for c in channels]
-        if not names:
-            raise ValueError("receive_many needs at least one channel")
-        by_shard = self._keys_by_shard(names)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._closing:
-                raise ChannelLayerError("the channel layer is closing")
-            out = self._take(names, max_messages)
-            if len(out) < max_messages:
-                await self._pop_now(self._reachable(by_shard), max_messages - len(out))
-                out += self._take(names, max_messages - len(out))
-            if out:
-                return await self._whole(out)
-            remaining = BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            live = self._reachable(by_shard)
-            tasks = {i: self._start_blocking(i, keys) for i, keys in live.items()}
-            await self._wait(tasks, min(remaining, BLOCK_SECONDS + 1))
-
-    async def receive(self, channel: str) -> Message:
-        """One message of ``channel``.
-
-        Concurrent receivers of one channel share one reader task: each of its pops
-        fetches as many messages as receivers are waiting (at most
-        ``RECEIVE_PREFETCH_MAX``), so N receivers cost one round trip, not N. Every
-        reply channel of this process (``prefix!*``) shares the reader of its list.
-        """
-        self._receivable(channel)
-        key = self._key(channel)
-        while True:
-            got = self._take([channel], 1)
-            if got:
-                message = got[0][1]
-                if OUT_OF_LINE not in message:
-                    return message
-                whole = await self._in_line(channel, message[OUT_OF_LINE])
-                if whole is not None:
-                    return whole
-                continue
-            if self._closing:
-                raise ChannelLayerError("the channel layer is closing")
-            reader = self._readers.get(key)
-            if reader is None or reader.done():
-                if reader is not None and reader.done() and not reader.cancelled():
-                    reader.exception()
-                reader = asyncio.get_running_loop().create_task(self._read(channel, key))
-                reader.add_done_callback(functools.partial(self._reader_done, key))
-                self._readers[key] = reader
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._name_waiters[channel].append(fut)
-            self._key_futures[key].add(fut)
-            self._key_waiting[key] += 1
-            try:
-                # Woken by a deposit for this name or by the reader ending (one callback on
-                # the reader for all its receivers: thousands of sockets wait on one list).
-                await fut
-            finally:
-                self._key_waiting[key] -= 1
-                if not self._key_waiting[key]:
-                    del self._key_waiting[key]
-                futures = self._key_futures.get(key)
-                if futures is not None:
-                    futures.discard(fut)
-                    if not futures:
-                        del self._key_futures[key]
-                waiters = self._name_waiters.get(channel)
-                if waiters is not None:
-                    with contextlib.suppress(ValueError):
-                        waiters.remove(fut)
-                    if not waiters:
-                        del self._name_waiters[channel]
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
-
-    def _reader_done(self, key: str, task: asyncio.Task[None]) -> None:
-        # Forgotten once done: every request body has a list of its own, so a worker would
-        # otherwise keep one finished reader per streamed request it ever received.
-        if self._readers.get(key) is task:
-            del self._readers[key]
-        if not task.cancelled():
-            task.exception()  # its receivers raise it; retrieved here if none are left
-        self._wake_key(key)
-
-    def _wake_key(self, key: str) -> None:
-        """The reader of ``key`` ended (nobody left to feed, an error, closing)."""
-        for fut in self._key_futures.get(key, ()):
-            if not fut.done():
-                fut.set_result(None)
-
-    def _waiting(self, channel: str, key: str) -> int:
-        """How many receive()s the reader of ``key`` still has to feed.
-
-        A channel's own list: its receivers less what the stash already holds for
-        them, so the reader never pops more than is asked for. A reply list: every
-        receiver of the process's reply channels; popping a little ahead there is
-        harmless, as every reply in it is for this process.
-        """
-        waiting = self._key_waiting.get(key, 0)
-        if is_process_specific(channel):
-            return waiting
-        return waiting - len(self._stash.get(channel, ()))
-
-    async def _read(self, channel: str, key: str) -> None:
-        """Pop the list of ``channel`` while anyone waits on it; deposits wake the addressees."""
-        shard_index = self.ring.shard_for(channel)
-        replies = is_process_specific(channel)
-        while (waiting := self._waiting(channel, key)) > 0 and not self._closing:
-            # A reply list holds the replies of every socket of this process: take many.
-            count = REPLY_BATCH if replies else min(RECEIVE_PREFETCH_MAX, waiting)
-            # Shielded: cancelling the reader must not cancel a pop that may hold messages.
-            if not await asyncio.shield(self._start_pop(shard_index, (key,), count)):
-                await asyncio.shield(self._start_blocking(shard_index, [key]))
-
     async def new_channel(self, prefix: str = "specific") -> str:
-        return validate_channel_name(f"{prefix}.{self._process}!{secrets.token_hex(8)}")
+        return validate_channel_name(f"{prefix}.{self._monitor.process}!{secrets.token_hex(8)}")
 
     def _receivable(self, channel: str) -> str:
         """``channel``, if this instance may receive on it. A reply channel (``prefix!x``) is
@@ -640,7 +265,7 @@ class RedisChannelLayer(BaseChannelLayer):
                     f"cannot receive on {channel!r}: a reply channel is prefix!name, as "
                     "new_channel() makes them"
                 )
-            if prefix.rpartition(".")[2] not in self._processes:
+            if prefix.rpartition(".")[2] not in self._monitor.processes:
                 raise InvalidChannelName(
                     f"cannot receive on {channel!r}: reply channels are received only by the "
                     "channel layer instance that made them (new_channel())"
@@ -727,308 +352,73 @@ class RedisChannelLayer(BaseChannelLayer):
             raise failure
         return len(full_members)
 
-    # --- statistics -----------------------------------------------------------------------
+    # --- the monitor: statistics, registries, lost state ----------------------------------
+
+    def monitor(self) -> RedisChannelLayer:
+        """The layer itself: it is a :class:`~channelapp.layer.monitor.LayerMonitor` whose
+        calls go to its :class:`RedisMonitor` (same shards, same process name)."""
+        return self
+
+    @property
+    def process(self) -> str:
+        """The process name in the reply channels it makes now (a server swept as dead
+        while alive goes on under a new one)."""
+        return self._monitor.process
 
     async def channel_statistics(self, channel: str) -> ChannelStatistics:
         return (await self.channels_statistics([channel]))[channel]
 
     async def channels_statistics(self, channels: Iterable[str]) -> dict[str, ChannelStatistics]:
-        out, failures, _ = await self._statistics(channels, every_shard=False)
-        if failures:
-            raise failures[0]
-        return out
+        return await self._monitor.channels_statistics(channels)
 
     async def statistics_and_health(
         self, channels: Iterable[str]
     ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable]]:
-        """Statistics of ``channels`` and one failure per unreachable shard.
-
-        Every shard is contacted once (shards holding none of the channels get a
-        PING), so a caller such as the autoscaler learns the health of all shards
-        in the same round trip it reads depth with.
-        """
-        reading = await self.load(channels, workers=False)
-        return reading.channels, reading.failures
+        return await self._monitor.statistics_and_health(channels)
 
     async def load(self, channels: Iterable[str], *, workers: bool = True) -> LoadReading:
-        """Everything the autoscaler reads, in one pipelined round trip per shard.
+        return await self._monitor.load(channels, workers=workers)
 
-        Per channel: waiting depth, oldest message age and the sent counter (whose
-        rate is the arrival rate); per live worker: its last report; per
-        unreachable shard: one failure.
-        """
-        out, failures, reports = await self._statistics(channels, every_shard=True, workers=workers)
-        return LoadReading(out, reports, failures)
+    async def shard_statistics(self) -> list[ChannelStatistics]:
+        return await self._monitor.shard_statistics()
 
-    def _workers_key(self) -> str:
-        return self.keys.key("workers")
+    async def global_statistics(self) -> ChannelStatistics:
+        return await self._monitor.global_statistics()
 
-    def _workers_shard(self) -> Shard:
-        return self._shard(WORKERS_REGISTRY)
+    async def unavailable(self) -> list[str]:
+        return await self._monitor.unavailable()
 
     async def report_worker(self, worker: str, report: WorkerReport, ttl: float) -> None:
-        state = (
-            f"{int(report['in_flight'])} {int(report['handled'])} "
-            f"{float(report['busy_seconds']):.6f} {int(report['concurrency'])}"
-        )
-        ttl_ms = max(1, int(ttl * 1000))
-        await self._workers_shard().eval(
-            "worker_beat",
-            (self._workers_key(), self.keys.key("workers", "swept")),
-            (worker, ttl_ms, state),
-        )
+        await self._monitor.report_worker(worker, report, ttl)
 
     async def forget_worker(self, worker: str) -> None:
-        await self._workers_shard().execute("HDEL", self._workers_key(), worker)
-
-    # --- protocol servers' heartbeats -----------------------------------------------------
+        await self._monitor.forget_worker(worker)
 
     async def server_beat(self, ttl: float) -> bool:
-        """Register this process as a live protocol server for ``ttl`` seconds. True when it
-        had been swept as dead meanwhile (its sockets were taken out of their groups: they
-        must reconnect); not when the registry was lost with a restarted shard.
-
-        Once swept, the process goes on under a new name: the reply channels it makes from
-        then on are out of reach of a sweep of the old name that may still be running.
-        """
-        registry = self._shard(SERVERS_REGISTRY)
-        swept = await registry.eval(
-            "server_beat",
-            (self.keys.key("servers"), self.keys.key("server-swept", self._process)),
-            (self._process, max(1, int(ttl * 1000))),
-        )
-        if swept:
-            self._process = secrets.token_hex(6)
-            self._processes.add(self._process)
-            await registry.eval(
-                "server_beat",
-                (self.keys.key("servers"), self.keys.key("server-swept", self._process)),
-                (self._process, max(1, int(ttl * 1000))),
-            )
-        self._beating = True
-        return bool(swept)
+        return await self._monitor.server_beat(ttl)
 
     async def forget_server(self) -> None:
-        """Leave the registry (a server that stops normally needs no sweeping)."""
-        if self._beating:
-            await self._shard(SERVERS_REGISTRY).execute(
-                "ZREM", self.keys.key("servers"), self._process
-            )
-            self._beating = False
+        await self._monitor.forget_server()
 
     async def sweep_dead_servers(
         self, *, max_gap: float = SWEEP_MAX_GAP, lease: float = SWEEP_LEASE
     ) -> list[str]:
-        """Clean up after the protocol servers whose heartbeat expired (killed, partitioned).
-
-        Any live process may call it; each dead server is claimed by one caller at a time,
-        which takes its sockets (every reply channel ``name.<process>!...``) out of every
-        group, deletes its reply backlog (nobody will read it) and lets its sockets' session
-        and ordering keys expire within the message expiry. The claim holds for ``lease``
-        seconds and ends once the cleanup is done; a claim whose cleanup failed is claimed
-        again when its lease runs out. A call more than ``max_gap`` seconds after the one
-        before (on the registry shard's clock: it stalled, failed over, restarted) claims
-        nothing and gives every server that much longer. Returns the processes swept.
-        """
-        registry = self._shard(SERVERS_REGISTRY)
-        claims = self.keys.key("servers", "sweeping")
-        dead = await registry.eval(
-            "servers_dead",
-            (self.keys.key("servers"), claims, self.keys.key("servers", "seen")),
-            (
-                self.keys.key("server-swept", ""),
-                max(1, int(self.group_expiry * 1000)),
-                max(1, int(lease * 1000)),
-                max(1, int(max_gap * 1000)),
-            ),
-        )
-        swept = [_text(process) for process in dead]
-        if not swept:
-            return swept
-        removed = await self._sweep_processes(swept)
-        await registry.execute("ZREM", claims, *swept)
-        log.warning(
-            "protocol server(s) %s stopped beating: %d membership(s) of their sockets removed "
-            "from their groups, their replies deleted",
-            ", ".join(swept),
-            removed,
-        )
-        return swept
-
-    async def _sweep_processes(self, processes: Sequence[str]) -> int:
-        """One pass over this app's keys on every shard for all of ``processes``; the group
-        memberships removed."""
-        marks = [f".{process}!" for process in processes]
-        group_start = self._group_key("")
-        removed = 0
-        for shard in self.shards:
-            async with shard.guard("sweeping a dead server's keys"):
-                groups: list[str] = []
-                gone: list[str] = []
-                expiring: list[str] = []
-                async for raw in shard.client.scan_iter(match=self.keys.pattern(), count=1000):
-                    key = _text(raw)
-                    if key.startswith(group_start):
-                        groups.append(key)
-                    elif any(mark in key for mark in marks):
-                        # Its reply lists go; its sockets' sessions, ordering counters and
-                        # parked messages expire soon.
-                        is_list = key.startswith(self.keys.channel_key_start)
-                        (gone if is_list else expiring).append(key)
-            for start in range(0, len(groups), SWEEP_GROUPS_PER_CALL):
-                batch = groups[start : start + SWEEP_GROUPS_PER_CALL]
-                removed += int(await shard.eval("group_sweep", batch, marks))
-            async with shard.guard("sweeping a dead server's keys"):
-                pipe = shard.client.pipeline(transaction=False)
-                for key in expiring:
-                    pipe.expire(key, self._expiry_s)
-                if gone:
-                    pipe.unlink(*gone)
-                await pipe.execute()
-        return removed
-
-    async def _statistics(
-        self, channels: Iterable[str], *, every_shard: bool, workers: bool = False
-    ) -> tuple[dict[str, ChannelStatistics], list[ShardUnavailable], dict[str, WorkerReport]]:
-        names = [validate_channel_name(c, receive=True) for c in channels]
-        by_shard: dict[int, list[str]] = defaultdict(list)
-        if every_shard:
-            for shard in self.shards:
-                by_shard[shard.index] = []
-        for name in names:
-            by_shard[self.ring.shard_for(name)].append(name)
-        workers_at = self._workers_shard().index if workers else -1
-        if workers:
-            by_shard.setdefault(workers_at, [])
-        sent, full, _ = self._meta_keys()
-        out: dict[str, ChannelStatistics] = {}
-        reports: dict[str, WorkerReport] = {}
-
-        async def one(index: int, shard_names: list[str]) -> None:
-            shard = self.shards[index]
-            counters = [self._counter_name(n) for n in shard_names]
-            async with shard.guard("statistics"):
-                pipe = shard.client.pipeline(transaction=False)
-                for name in shard_names:
-                    pipe.llen(self._key(name))
-                    pipe.lindex(self._key(name), 0)
-                if shard_names:
-                    pipe.hmget(sent, counters)
-                    pipe.hmget(full, counters)
-                if index == workers_at:
-                    pipe.time()
-                    pipe.hgetall(self._workers_key())
-                if not shard_names and index != workers_at:
-                    pipe.ping()
-                replies = await pipe.execute()
-            if index == workers_at:
-                reports.update(live_reports(replies[-2], replies[-1]))
-            if not shard_names:
-                return
-            now = time.time()
-            base = 2 * len(shard_names)
-            sent_counts, full_counts = replies[base], replies[base + 1]
-            for i, name in enumerate(shard_names):
-                stats = empty_stats()
-                stats["messages_pending"] = int(replies[2 * i])
-                head = replies[2 * i + 1]
-                stats["messages_max_age"] = max(0.0, now - enqueued_at(head)) if head else 0.0
-                stats["messages_count"] = int(sent_counts[i] or 0)
-                stats["channel_full_count"] = int(full_counts[i] or 0)
-                out[name] = stats
-
-        results = await asyncio.gather(
-            *(one(i, n) for i, n in by_shard.items()), return_exceptions=True
-        )
-        failures: list[ShardUnavailable] = []
-        for result in results:
-            if isinstance(result, ShardUnavailable):
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-        return out, failures, reports
-
-    async def shard_statistics(self) -> list[ChannelStatistics]:
-        """Totals per shard (one script call each), in shard order."""
-        sent, full, registry = self._meta_keys()
-
-        async def one(shard: Shard) -> ChannelStatistics:
-            flat = await shard.eval(
-                "stats_all", (registry, sent, full), (self.keys.channel_key_start,)
-            )
-            now = time.time()
-            items = []
-            for i in range(0, len(flat), 5):
-                stats = empty_stats()
-                stats["messages_pending"] = int(flat[i + 1])
-                head = flat[i + 2]
-                stats["messages_max_age"] = max(0.0, now - enqueued_at(head)) if head else 0.0
-                stats["messages_count"] = int(flat[i + 3])
-                stats["channel_full_count"] = int(flat[i + 4])
-                items.append(stats)
-            return total(items)
-
-        return list(await asyncio.gather(*(one(s) for s in self.shards)))
-
-    async def global_statistics(self) -> ChannelStatistics:
-        return total(await self.shard_statistics())
-
-    async def unavailable(self) -> list[str]:
-        """One PING per shard, all at once: the shards that did not answer, with why."""
-
-        async def one(shard: Shard) -> str | None:
-            try:
-                await shard.execute("PING")
-            except ShardUnavailable as exc:
-                return str(exc)
-            return None
-
-        results = await asyncio.gather(*(one(s) for s in self.shards))
-        return [r for r in results if r is not None]
-
-    # --- lost state ---------------------------------------------------------------------
+        return await self._monitor.sweep_dead_servers(max_gap=max_gap, lease=lease)
 
     async def take_lost_replies(self, prefix: str) -> list[str]:
-        """This process's reply channels ``prefix.<process>!*`` that lost a message since the
-        last call because the process's shared reply list held ``reply_capacity`` messages.
-        """
-        name = f"{prefix}.{self._process}!"
-        lost = await self._shard(name).execute("SPOP", f"{self._key(name)}:lost", 100_000)
-        return [m.decode() if isinstance(m, bytes) else m for m in lost or ()]
+        return await self._monitor.take_lost_replies(prefix)
 
     async def shards_that_lost_state(self, ttl: int = 3600) -> list[int]:
-        """Shards that lost what they held since the last call (restarted empty, flushed).
-
-        Each call refreshes a marker key of this process on every shard; a shard where
-        the marker set by an earlier call is gone has lost its group memberships,
-        sessions and ordering keys with it. Shards that cannot be reached are skipped
-        and checked again on the next call.
-        """
-        key = self.keys.key("alive", self._marker)
-
-        async def one(shard: Shard) -> bool:
-            # Two commands, not SET ... GET: that needs Redis 6.2. Only this process writes it.
-            suspect, shard.suspect = shard.suspect, False
-            try:
-                old = await shard.execute("GET", key)
-                await shard.execute("SET", key, "1", "EX", ttl)
-            except BaseException:
-                shard.suspect = shard.suspect or suspect
-                raise
-            lost = shard.index in self._marked and old is None
-            self._marked.add(shard.index)
-            return lost
-
-        results = await asyncio.gather(*(one(s) for s in self.shards), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, ShardUnavailable):
-                raise result
-        return [s.index for s, lost in zip(self.shards, results, strict=True) if lost is True]
+        return await self._monitor.shards_that_lost_state(ttl)
 
     def state_unchecked(self) -> bool:
-        """A shard failed or dropped a connection since shards_that_lost_state() last read it
-        (it may have restarted empty)."""
-        return any(shard.suspect for shard in self.shards)
+        return self._monitor.state_unchecked()
+
+    def every_shard(self) -> Sequence[Shard]:
+        return self._monitor.every_shard()
+
+    def connection_options(self) -> list[ConnectionOptions]:
+        return self._monitor.connection_options()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -1042,21 +432,6 @@ class RedisChannelLayer(BaseChannelLayer):
                 for i in range(0, len(keys), 500):
                     await shard.client.unlink(*keys[i : i + 500])
 
-    async def _return_stash(self) -> None:
-        """Push popped-but-untaken messages back to the head of their lists, oldest first."""
-        by_key: dict[str, list[bytes]] = defaultdict(list)
-        for queue in self._stash.values():
-            for _ts, _body, key, item in queue:
-                by_key[key].append(item)
-        self._stash.clear()
-        for key, items in by_key.items():
-            channel = self.keys.channel_name(key)
-            with contextlib.suppress(ShardUnavailable):
-                shard = self._shard(channel)
-                async with shard.guard("returning unreceived messages"):
-                    await shard.client.lpush(key, *reversed(items))
-            log.info("returned %d unreceived message(s) to %s", len(items), channel)
-
     async def close(self) -> None:
         """Stop receiving, hand popped-but-untaken messages back to Redis, close connections.
 
@@ -1064,27 +439,8 @@ class RedisChannelLayer(BaseChannelLayer):
         not cancelled, so what they bring back is returned too. The layer may be used
         again afterwards (connections reopen on demand).
         """
-        self._closing = True
         try:
-            for waiters in self._name_waiters.values():
-                for fut in waiters:
-                    if not fut.done():
-                        fut.set_result(None)
-            self._wake()
-            readers = [t for t in self._readers.values() if not t.done()]
-            if readers:  # they stop at their next turn (within one blocking pop)
-                await asyncio.wait(readers, timeout=BLOCK_SECONDS + 2)
-            for reader in self._readers.values():
-                reader.cancel()  # still running: stuck on an unreachable shard
-            await asyncio.gather(*self._readers.values(), return_exceptions=True)
-            self._readers.clear()
-            pending = [t for t in (*self._blocking.values(), *self._pops) if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=BLOCK_SECONDS + 2)
-            for task in pending:
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved, so no "never retrieved" warning
-            await self._return_stash()
+            await self._stop_receiving()
             for shard in self.shards:
                 await shard.close()
         finally:

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from channelapp.layer.base import ChannelLayerError, MessageTooLarge
+from channelapp.layer.common import ChannelLayerError, MessageTooLarge
 
 _HEADER = struct.Struct("!dB")
 HEADER_SIZE = _HEADER.size

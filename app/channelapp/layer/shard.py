@@ -14,7 +14,19 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from channelapp.layer.base import ShardUnavailable
+from channelapp.layer.common import ShardUnavailable
+from channelapp.layer.sentinel import (
+    MayHaveRun,
+    SentinelMultiplexedConnection,
+    SentinelPoolConnection,
+    SentinelResolver,
+    SwitchWatcher,
+    execute_through_failover,
+    is_failover_reply,
+    is_sentinel_url,
+    parse_sentinel_url,
+    redact_sentinel_url,
+)
 from channelapp.layer.wire import MultiplexedConnection, NotSent
 
 log = logging.getLogger("channelapp.layer")
@@ -59,6 +71,8 @@ _DOWN = (
 
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
+    if is_sentinel_url(url):
+        return redact_sentinel_url(url)
     parts = urlsplit(url)
     if parts.password:
         host = parts.hostname or ""
@@ -83,14 +97,22 @@ class Shard:
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
     ) -> None:
+        target = parse_sentinel_url(url) if is_sentinel_url(url) else None
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
+        if parts.scheme not in ("redis", "rediss", "unix") and target is None:
             raise ValueError(
-                f"Redis URL must start with redis://, rediss:// or unix://, got {redact(url)!r}"
+                "Redis URL must start with redis://, rediss://, unix:// or redis+sentinel://, "
+                f"got {redact(url)!r}"
             )
         self.index = index
         self.url = url
         self.name = redact(url)
+        # Sentinel: where the master is, asked at each (re)connect; how long commands wait
+        # for a failover to end; script calls refused because they may have run.
+        self.resolver: SentinelResolver | None = None
+        self.watcher: SwitchWatcher | None = None
+        self.failover_timeout = 0.0
+        self.refused_uncertain = 0
         kwargs: dict[str, Any] = {
             "max_connections": max_connections,
             "timeout": 10,  # waiting for a free pooled connection
@@ -103,18 +125,43 @@ class Shard:
             kwargs["password"] = password
         if parts.scheme == "rediss":
             kwargs.update(ssl_options or {})
-        try:
-            self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
-        except ValueError as exc:
-            raise ValueError(f"Redis URL {self.name!r}: {exc}") from None
+        if target is not None:
+            self.resolver = SentinelResolver(target, password=password, timeout=connect_timeout)
+            self.watcher = SwitchWatcher(target, self._master_switched, timeout=connect_timeout)
+            self.failover_timeout = target.failover_timeout
+            kwargs.pop("password", None)
+            self.pool = aioredis.BlockingConnectionPool(
+                connection_class=SentinelPoolConnection,
+                resolver=self.resolver,
+                host=target.sentinels[0][0],  # replaced by the master's at each connect
+                port=target.sentinels[0][1],
+                db=target.db,
+                username=target.username,
+                password=self.resolver.password,
+                **kwargs,
+            )
+        else:
+            try:
+                self.pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+            except ValueError as exc:
+                raise ValueError(f"Redis URL {self.name!r}: {exc}") from None
         self.client = aioredis.Redis(connection_pool=self.pool)
         # The hot path: script calls, non-blocking pops and small reads, auto-pipelined.
-        self.wire = MultiplexedConnection(
-            dict(self.pool.connection_kwargs),
-            self.pool.connection_class,
-            connect_timeout=connect_timeout,
-            command_timeout=socket_timeout,
-        )
+        wire_args = (dict(self.pool.connection_kwargs), self.pool.connection_class)
+        self._failover_wire: SentinelMultiplexedConnection | None = None
+        self.wire: MultiplexedConnection
+        if self.resolver is not None:
+            self.wire = self._failover_wire = SentinelMultiplexedConnection(
+                self.resolver,
+                *wire_args,
+                watcher=self.watcher,
+                connect_timeout=connect_timeout,
+                command_timeout=socket_timeout,
+            )
+        else:
+            self.wire = MultiplexedConnection(
+                *wire_args, connect_timeout=connect_timeout, command_timeout=socket_timeout
+            )
         # The server may have restarted (empty) since its state was last checked: set when it
         # fails or drops a connection, cleared by the layer's lost-state check.
         self.suspect = False
@@ -136,6 +183,28 @@ class Shard:
             raise ShardUnavailable(
                 f"redis shard {self.index} ({self.name}) is unavailable during {what}: {exc}"
             ) from exc
+        except redis_errors.ResponseError as exc:
+            if not is_failover_reply(exc):
+                raise
+            self.suspect = True
+            await self._after_failover_reply()
+            raise ShardUnavailable(
+                f"redis shard {self.index} ({self.name}) is not a writable master during "
+                f"{what}: {exc}"
+            ) from exc
+
+    async def _master_switched(self, host: str, port: int) -> None:
+        """Sentinel announced a new master: reconnect to it unless already there."""
+        self.suspect = True  # its data is to be checked
+        if self._failover_wire is not None and self._failover_wire.address != (host, port):
+            await self.wire.close()
+            await self.pool.disconnect()
+
+    async def _after_failover_reply(self) -> None:
+        """READONLY or LOADING: with Sentinel, reconnect (asking where the master is now)."""
+        if self.resolver is not None:
+            await self.wire.close()
+            await self.pool.disconnect(inuse_connections=False)
 
     async def load_scripts(self) -> None:
         replies = await self.wire.execute_many(
@@ -167,10 +236,13 @@ class Shard:
             commands = [
                 ("EVALSHA", SCRIPTS[name][1], len(keys), *keys, *args) for name, keys, args in calls
             ]
-            try:
-                results = await self.wire.execute_many(commands)
-            except NotSent:  # the connection died unnoticed; nothing reached Redis
-                results = await self.wire.execute_many(commands)
+            if self._failover_wire is not None:
+                results = await self._through_failover(self._failover_wire, commands)
+            else:
+                try:
+                    results = await self.wire.execute_many(commands)
+                except NotSent:  # the connection died unnoticed; nothing reached Redis
+                    results = await self.wire.execute_many(commands)
             redo = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
             if redo:  # a restarted server has an empty script cache
                 await self.load_scripts()
@@ -179,10 +251,37 @@ class Shard:
                     results[i] = r
             return results
 
+    async def _through_failover(
+        self, wire: SentinelMultiplexedConnection, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Script calls on a Sentinel shard: waiting out a failover, refusing what may have run."""
+        try:
+            results = await execute_through_failover(wire, commands, self.failover_timeout)
+        except MayHaveRun:
+            # Written, then the connection broke: at most once, so not sent again.
+            self.refused_uncertain += len(commands)
+            log.warning(
+                "redis shard %d (%s): %d script call(s) may have run before the connection "
+                "broke; refused, not sent again (%d so far)",
+                self.index,
+                self.name,
+                len(commands),
+                self.refused_uncertain,
+            )
+            raise
+        for i, result in enumerate(results):
+            # Still READONLY or LOADING when failover_timeout ran out.
+            if isinstance(result, Exception) and is_failover_reply(result):
+                self.suspect = True
+                results[i] = ShardUnavailable(
+                    f"redis shard {self.index} ({self.name}) is unavailable: {result}"
+                )
+        return results
+
     async def eval(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         result = (await self.eval_many([(name, keys, args)]))[0]
         if isinstance(result, Exception):
-            if isinstance(result, _DOWN):
+            if isinstance(result, _DOWN) or is_failover_reply(result):
                 self.suspect = True
                 raise ShardUnavailable(
                     f"redis shard {self.index} ({self.name}) is unavailable: {result}"
@@ -204,11 +303,40 @@ class Shard:
         return cast("tuple[bytes, bytes] | None", got)
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         await self.wire.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
         with contextlib.suppress(Exception):
             await self.pool.disconnect()
+
+
+def open_shards(
+    hosts: Sequence[str] | None,
+    *,
+    password: str | None = None,
+    max_connections: int = 64,
+    ssl_options: dict[str, Any] | None = None,
+    connect_timeout: float = 2.0,
+    socket_timeout: float = 10.0,
+) -> list[Shard]:
+    """One :class:`Shard` per URL, in order (their index is their place on the hash ring);
+    a local Redis when ``hosts`` is empty."""
+    if isinstance(hosts, str):  # would be taken as a list of one-character URLs
+        raise TypeError("hosts must be a list of URLs, not a string")
+    return [
+        Shard(
+            i,
+            url,
+            password=password,
+            max_connections=max_connections,
+            ssl_options=ssl_options,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+        )
+        for i, url in enumerate(hosts or ["redis://127.0.0.1:6379/0"])
+    ]
 
 
 class SendBatcher:

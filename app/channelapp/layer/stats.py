@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from channelapp.layer.base import ChannelStatistics, ShardUnavailable, WorkerReport
+from channelapp.layer.common import ChannelStatistics, ShardUnavailable, WorkerReport
 
 
 def empty_stats() -> ChannelStatistics:

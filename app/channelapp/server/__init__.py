@@ -1,5 +1,6 @@
 """The aiohttp protocol server."""
 
-from channelapp.server.protocol import ProtocolServer, run_protocol_async, serve_protocol
+from channelapp.server.process import run_protocol_async, serve_protocol
+from channelapp.server.protocol_server import ProtocolServer
 
 __all__ = ["ProtocolServer", "run_protocol_async", "serve_protocol"]

@@ -1,6 +1,6 @@
 """What a socket's session and the lost-state checks may use of the protocol server.
 
-:class:`channelapp.server.protocol.ProtocolServer` satisfies :class:`SocketHost`; the
+:class:`channelapp.server.protocol_server.ProtocolServer` satisfies :class:`SocketHost`; the
 helpers take this narrow interface, not the server, so they do not import it.
 """
 

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from channelapp import metrics
-from channelapp.layer import ChannelLayerError, RedisChannelLayer
+from channelapp.layer import ChannelLayerError, LayerMonitor
 from channelapp.server.host import SocketHost
 from channelapp.spec import SERVICE_RESTART, TRY_AGAIN_LATER
 
@@ -49,7 +49,7 @@ async def _close_all(
     )
 
 
-async def check_shards(server: SocketHost, layer: RedisChannelLayer) -> None:
+async def check_shards(server: SocketHost, layer: LayerMonitor) -> None:
     try:
         lost = await layer.shards_that_lost_state()
     except ChannelLayerError as exc:
@@ -80,12 +80,12 @@ _checks: weakref.WeakKeyDictionary[SocketHost, tuple[asyncio.Task[bool], float, 
 )
 
 
-async def _check(server: SocketHost, layer: RedisChannelLayer) -> bool:
+async def _check(server: SocketHost, layer: LayerMonitor) -> bool:
     await check_shards(server, layer)
     return layer.state_unchecked()
 
 
-def shared_check(server: SocketHost, layer: RedisChannelLayer) -> tuple[asyncio.Task[bool], float]:
+def shared_check(server: SocketHost, layer: LayerMonitor) -> tuple[asyncio.Task[bool], float]:
     """The check of the shards under way, or a new one: one at a time per server, shared by
     the handshakes and the periodic watch. With it, how long a handshake may wait for it."""
     entry = _checks.get(server)
@@ -111,15 +111,15 @@ async def settle(server: SocketHost) -> None:
     loss that predates it. One check at a time, shared by the handshakes waiting on it; a
     handshake waits for it ``SETTLE_WAIT`` seconds at most (a stalled shard must not hold up
     every handshake), and not at all while the shards stay unreachable."""
-    layer = server.layer
-    if not isinstance(layer, RedisChannelLayer) or not layer.state_unchecked():
+    layer = server.layer.monitor()
+    if layer is None or not layer.state_unchecked():
         return
     task, wait = shared_check(server, layer)
     if wait > 0:
         await asyncio.wait({task}, timeout=wait)
 
 
-async def check_lost_replies(server: SocketHost, layer: RedisChannelLayer) -> None:
+async def check_lost_replies(server: SocketHost, layer: LayerMonitor) -> None:
     try:
         lost = set(await layer.take_lost_replies("websocket.send"))
     except ChannelLayerError as exc:
@@ -141,8 +141,8 @@ async def check_lost_replies(server: SocketHost, layer: RedisChannelLayer) -> No
 
 async def watch_layer(server: SocketHost, interval: float = 1.0) -> None:
     """Run until cancelled; a no-op for layers that keep no state outside this process."""
-    layer = server.layer
-    if not isinstance(layer, RedisChannelLayer):
+    layer = server.layer.monitor()
+    if layer is None:
         return
     while True:
         try:
@@ -155,7 +155,7 @@ async def watch_layer(server: SocketHost, interval: float = 1.0) -> None:
         await asyncio.sleep(interval)
 
 
-async def beat(server: SocketHost, layer: RedisChannelLayer) -> None:
+async def beat(server: SocketHost, layer: LayerMonitor) -> None:
     """One heartbeat; a server told it was swept as dead closes its sockets."""
     try:
         if await layer.server_beat(SERVER_TTL):
@@ -172,7 +172,7 @@ async def beat(server: SocketHost, layer: RedisChannelLayer) -> None:
         log.error("heartbeat failed: %s", exc)
 
 
-async def sweep(layer: RedisChannelLayer) -> None:
+async def sweep(layer: LayerMonitor) -> None:
     """One sweep after the servers that stopped beating."""
     try:
         await layer.sweep_dead_servers()
@@ -186,8 +186,8 @@ async def heartbeats(server: SocketHost) -> None:
     """Beat until cancelled (a task of its own: slow shard checks must not delay it). After
     each beat a sweep starts unless the last one is still running: a task of its own, so a
     long sweep does not delay the beats."""
-    layer = server.layer
-    if not isinstance(layer, RedisChannelLayer):
+    layer = server.layer.monitor()
+    if layer is None:
         return
     sweeping: asyncio.Task[None] | None = None
     try:

@@ -15,7 +15,7 @@ import threading
 
 import redis.asyncio as aioredis
 
-from channelapp.layer import RedisChannelLayer
+from channelapp.layer import LayerMonitor
 
 log = logging.getLogger("channelapp.worker")
 
@@ -24,12 +24,10 @@ REFRESH = 0.15  # seconds between refreshes
 
 
 class Liveness:
-    def __init__(self, layer: RedisChannelLayer, key: str) -> None:
+    def __init__(self, layer: LayerMonitor, key: str) -> None:
         self.key = key
         # Same connection class and options as the layer's pools (auth, TLS, timeouts).
-        self._pools = [
-            (s.pool.connection_class, dict(s.pool.connection_kwargs)) for s in layer.shards
-        ]
+        self._pools = layer.connection_options()
         self._stop = threading.Event()
         self._first = threading.Event()
         self._thread = threading.Thread(target=self._main, name="worker-liveness", daemon=True)

@@ -20,7 +20,7 @@ import time
 from importlib import resources
 from typing import Any, Protocol
 
-from channelapp.layer import BaseChannelLayer, RedisChannelLayer, ShardUnavailable
+from channelapp.layer import BaseChannelLayer, LayerMonitor, ShardUnavailable
 from channelapp.layer.serializers import MessageCorrupt
 from channelapp.layer.shard import Shard, register_script
 
@@ -47,7 +47,7 @@ class RedisOrderingStore:
     """Counters and parked messages in the layer's key space (parked messages sealed like
     channel messages: encrypted when the layer has encryption keys)."""
 
-    def __init__(self, layer: RedisChannelLayer, worker_id: str, ttl: float = 3600) -> None:
+    def __init__(self, layer: LayerMonitor, worker_id: str, ttl: float = 3600) -> None:
         self.layer = layer
         self.keys = layer.keys
         self.worker_id = worker_id
@@ -91,7 +91,7 @@ class RedisOrderingStore:
 
     async def sweep(self, park_timeout: float) -> list[Swept]:
         out: list[Swept] = []
-        for shard in self.layer.shards:
+        for shard in self.layer.every_shard():
             try:
                 sockets = await shard.execute("SMEMBERS", self._parking_key())
             except ShardUnavailable:
@@ -175,6 +175,6 @@ MAX_ORDER_TTL = 86400.0
 
 
 def ordering_store_for(layer: BaseChannelLayer, worker_id: str, ttl: float) -> OrderingStore:
-    if isinstance(layer, RedisChannelLayer):
-        return RedisOrderingStore(layer, worker_id, min(ttl, MAX_ORDER_TTL))
+    if (monitor := layer.monitor()) is not None:
+        return RedisOrderingStore(monitor, worker_id, min(ttl, MAX_ORDER_TTL))
     return MemoryOrderingStore()

@@ -19,11 +19,11 @@ import secrets
 import time
 from typing import Any
 
-from channelapp import metrics, sync
+from channelapp import metrics, protocol_settings, sync
 from channelapp.application import App
 from channelapp.consumers.asgi import Lifespan, mounts_of
 from channelapp.consumers.context import Context
-from channelapp.layer import BaseChannelLayer, RedisChannelLayer, ShardUnavailable, WorkerReport
+from channelapp.layer import BaseChannelLayer, ShardUnavailable, WorkerReport
 from channelapp.sessions import session_store_for
 from channelapp.settings import Settings
 from channelapp.spec import WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
@@ -115,10 +115,11 @@ class Worker:
 
     async def _sweep_dead_servers(self) -> None:
         """Protocol servers that died: their sockets leave their groups (see the layer)."""
-        if not isinstance(self.layer, RedisChannelLayer):
+        monitor = self.layer.monitor()
+        if monitor is None:
             return
         try:
-            await self.layer.sweep_dead_servers()
+            await monitor.sweep_dead_servers()
         except ShardUnavailable as exc:  # the protocol servers sweep too; next time
             log.debug("sweeping after dead protocol servers failed: %s", exc)
         except Exception:  # its lease runs out and it is claimed again
@@ -153,12 +154,16 @@ class Worker:
             await asyncio.to_thread(self.liveness.start)
         sweeper = asyncio.create_task(self._sweep_parked())
         reporter = asyncio.create_task(self._report_load())
+        # The app's protocol settings, for protocol servers that never load the app.
+        publisher = asyncio.create_task(
+            protocol_settings.publish_forever(self.layer, self.settings)
+        )
         try:
             await self._consume()
         finally:
-            for task in (sweeper, reporter):
+            for task in (sweeper, reporter, publisher):
                 task.cancel()
-            await asyncio.gather(sweeper, reporter, return_exceptions=True)
+            await asyncio.gather(sweeper, reporter, publisher, return_exceptions=True)
             if self.liveness is not None:
                 await asyncio.to_thread(self.liveness.stop)
             try:

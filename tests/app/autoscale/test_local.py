@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from channelapp.autoscale import local
 
-from tests.support.redis_fixtures import free_port
+from devtools.procs import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.processes import ROOT, TEST_SECRET_KEY
-from tests.support.redis_fixtures import free_port
+from devtools.processes import ROOT, TEST_SECRET_KEY
+from devtools.procs import free_port
 
 SETTINGS = "tests.app.compat.channels1project.settings"
 PASSWORD = "a-password-for-the-tests"

@@ -13,6 +13,7 @@ from channelapp.compat.routing import (
     Router,
     channel_routes,
     connect_consumer,
+    default_consumer,
     include,
     null_consumer,
     route,
@@ -93,7 +94,7 @@ def test_include_cuts_its_prefix_and_merges_kwargs() -> None:
     assert inc.match(msg("websocket.connect", path="/other/stream/")) is None
 
 
-def test_the_first_match_wins_and_channels_1_defaults_come_last() -> None:
+def test_the_first_match_wins_and_nothing_matches_outside_the_routing() -> None:
     router = Router(
         [
             route("chat.receive", consumer_a, command="^join$"),
@@ -104,9 +105,10 @@ def test_the_first_match_wins_and_channels_1_defaults_come_last() -> None:
     assert router.channels == {"chat.receive", "websocket.connect"}
     assert router.match(msg("chat.receive", command="join")) == (consumer_a, {})
     assert router.match(msg("chat.receive", command="send")) == (consumer_b, {})
-    assert router.match(msg("websocket.connect", path="/else/")) == (connect_consumer, {})
-    assert router.match(msg("websocket.receive", path="/else/")) == (null_consumer, {})
-    assert router.match(msg("websocket.disconnect", path="/else/")) == (null_consumer, {})
+    # As in Channels 1: the defaults (accept, drop) are the runtime's, not the Router's.
+    assert router.match(msg("websocket.connect", path="/else/")) is None
+    assert default_consumer("websocket.connect") == (connect_consumer, {})
+    assert default_consumer("websocket.receive") == (null_consumer, {})
     assert router.match(msg("other.channel")) is None
     assert router.match(msg("http.request", path="/")) is None  # Django's views take it
 

@@ -26,8 +26,8 @@ from channelapp.compat.sessions import channel_session, enforce_ordering
 from channelapp.consumers import Request, Response
 from channelapp.routing import path
 
+from devtools.redis import RedisServer
 from tests.support.inprocess import Served, serving
-from tests.support.redis_fixtures import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])

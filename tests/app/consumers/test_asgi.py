@@ -23,8 +23,8 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
+from devtools.redis import RedisServer
 from tests.support.inprocess import serving
-from tests.support.redis_fixtures import RedisServer
 
 Scope = MutableMapping[str, Any]
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from channelapp.layer import BaseChannelLayer, InMemoryChannelLayer, RedisChannelLayer
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 
 @pytest.fixture(params=["redis", "memory"])

@@ -7,33 +7,23 @@ channels_redis users does not happen here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from channelapp.layer import ChannelFull, ChannelLayerError, RedisChannelLayer, ShardUnavailable
+from channelapp.layer import ChannelFull, RedisChannelLayer, ShardUnavailable
 from channelapp.layer.names import InvalidChannelName
-from channelapp.layer.redis import BLOCK_SECONDS
 from channelapp.layer.sharding import HashRing
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.redis_fixtures import (
-    RedisServer,
-    client_count,
-    command_calls,
-    redis_servers,
-)
+from devtools.redis import RedisServer, redis_servers
+from tests.support.redis_fixtures import client_count, command_calls
 
 
 async def redis_keys(server: RedisServer) -> list[bytes]:
@@ -195,27 +185,6 @@ async def test_channels_redis_20_reconnects_after_a_redis_restart(
         await layer.close()
 
 
-async def test_receive_blocked_during_restart_recovers(redis_server: RedisServer) -> None:
-    """A blocking receive outlives a restart (one retry, fresh connection); down is an error."""
-    layer = RedisChannelLayer([redis_server.url])
-    try:
-        waiting = asyncio.create_task(layer.receive_many(["work.wait"], timeout=20))
-        await asyncio.sleep(0.3)
-        redis_server.restart()
-        await layer.send("work.wait", {"ok": 1})
-        assert await asyncio.wait_for(waiting, 10) == [("work.wait", {"ok": 1})]
-        waiting = asyncio.create_task(layer.receive_many(["work.wait"], timeout=20))
-        await asyncio.sleep(0.3)
-        redis_server.stop()
-        with pytest.raises(ShardUnavailable):
-            await asyncio.wait_for(waiting, 10)
-        redis_server.start()
-        await layer.send("work.wait", {"ok": 2})
-        assert await layer.receive_many(["work.wait"], timeout=2) == [("work.wait", {"ok": 2})]
-    finally:
-        await layer.close()
-
-
 async def test_password_protected_redis() -> None:
     with redis_servers(1, password="s3cret-pw") as (server,):
         bare = f"redis://127.0.0.1:{server.port}/0"
@@ -350,118 +319,6 @@ async def test_channels_redis_83_group_send_is_one_call_per_shard(
     assert sum(after) - sum(before) == 4
 
 
-async def test_statistics_cost_one_round_trip_per_shard(
-    sharded: RedisChannelLayer, redis_shards: list[RedisServer]
-) -> None:
-    names = [f"st.c{i}" for i in range(90)]
-    for n in names[:30]:
-        await sharded.send(n, {"x": 1})
-    before = [await command_calls(s, "hmget") for s in redis_shards]
-    stats = await sharded.channels_statistics(names)
-    after = [await command_calls(s, "hmget") for s in redis_shards]
-    assert sum(s["messages_pending"] for s in stats.values()) == 30
-    # two HMGETs (sent, full) per shard in one pipeline, not per channel
-    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 2]
-
-
-async def test_closing_returns_unreceived_messages(redis_server: RedisServer) -> None:
-    """A worker that stops while a blocking pop is in flight loses nothing."""
-    a = RedisChannelLayer([redis_server.url])
-    b = RedisChannelLayer([redis_server.url])
-    try:
-        waiter = asyncio.create_task(a.receive_many(["handoff.q"], timeout=5))
-        await asyncio.sleep(0.2)
-        waiter.cancel()  # the caller stops waiting; the pop is still in flight
-        await b.send("handoff.q", {"n": 1})
-        await a.close()  # pushes back what its pop took
-        assert await b.receive_many(["handoff.q"], timeout=2) == [("handoff.q", {"n": 1})]
-    finally:
-        await b.close()
-
-
-async def test_many_concurrent_reply_receivers_in_one_process(redis_server: RedisServer) -> None:
-    server_side = RedisChannelLayer([redis_server.url])
-    worker_side = RedisChannelLayer([redis_server.url])
-    try:
-        chans = [await server_side.new_channel("http.response") for _ in range(200)]
-        waiting = [asyncio.create_task(server_side.receive(c)) for c in chans]
-        await asyncio.sleep(0.1)
-        for i, c in reversed(list(enumerate(chans))):
-            await worker_side.send(c, {"i": i})
-        got = await asyncio.wait_for(asyncio.gather(*waiting), 10)
-        assert [m["i"] for m in got] == list(range(200))
-    finally:
-        await server_side.close()
-        await worker_side.close()
-
-
-async def test_close_with_receivers_waiting_returns_what_it_popped(
-    redis_server: RedisServer,
-) -> None:
-    """Waiting receivers hear that the layer closes; a message popped meanwhile goes back."""
-    layer = RedisChannelLayer([redis_server.url])
-    other = RedisChannelLayer([redis_server.url])
-    try:
-        waiting = [asyncio.ensure_future(layer.receive("close.c")) for _ in range(3)]
-        reply = asyncio.ensure_future(layer.receive(await layer.new_channel("r")))
-        await asyncio.sleep(0.3)  # their readers now block in Redis
-        closing = asyncio.ensure_future(layer.close())
-        await asyncio.sleep(0.1)
-        await other.send("close.c", {"n": 0})  # may land in a blocking pop of the closing layer
-        await asyncio.wait_for(closing, 10)
-        for task in [*waiting, reply]:
-            with pytest.raises(ChannelLayerError, match="closing"):
-                await task
-        await asyncio.sleep(BLOCK_SECONDS + 0.5)  # no reader of the closed layer is left popping
-        await other.send("close.c", {"n": 1})
-        got = await other.receive_many(["close.c"], 10, timeout=2)
-        assert [m["n"] for _, m in got] == [0, 1]
-    finally:
-        await other.close()
-
-
-async def test_cancelling_a_receive_mid_pop_loses_nothing(redis_server: RedisServer) -> None:
-    """The worker cancels its receive on SIGTERM; what Redis already handed over goes back."""
-    assert redis_server.proc is not None
-    layer = RedisChannelLayer([redis_server.url])
-    for i in range(5):
-        await layer.send("cancel.c", {"i": i})
-    os.kill(redis_server.proc.pid, signal.SIGSTOP)  # the pop waits in the socket
-    try:
-        receive = asyncio.ensure_future(layer.receive_many(["cancel.c"], 5, timeout=1))
-        await asyncio.sleep(0.2)
-        receive.cancel()
-    finally:
-        os.kill(redis_server.proc.pid, signal.SIGCONT)
-    with pytest.raises(asyncio.CancelledError):
-        await receive
-    await layer.close()
-    other = RedisChannelLayer([redis_server.url])
-    try:
-        got = await other.receive_many(["cancel.c"], 10, timeout=1)
-        assert [m["i"] for _, m in got] == [0, 1, 2, 3, 4]
-    finally:
-        await other.close()
-
-
-async def test_blocking_receive_after_a_restart_drops_dead_pooled_connections(
-    redis_server: RedisServer,
-) -> None:
-    """The first blocking pop after a restart must not fail on a connection the pool kept."""
-    layer = RedisChannelLayer([redis_server.url])
-    try:
-        assert await layer.receive_many(["restart.b"], timeout=0.2) == []  # pools a connection
-        await asyncio.sleep(BLOCK_SECONDS + 0.2)  # its blocking pop has returned to the pool
-        redis_server.restart()
-        await layer.send("restart.other", {"x": 0})  # the hot path reconnects on its own
-        receive = asyncio.ensure_future(layer.receive("restart.b"))
-        await asyncio.sleep(0.3)  # blocks in Redis, on a fresh connection
-        await layer.send("restart.b", {"x": 1})
-        assert await asyncio.wait_for(receive, 5) == {"x": 1}
-    finally:
-        await layer.close()
-
-
 def test_one_url_as_a_string_is_refused_not_split_into_characters() -> None:
     with pytest.raises(TypeError, match="list of URLs"):
         RedisChannelLayer("redis://127.0.0.1:6379/0")  # type: ignore[arg-type]
@@ -482,35 +339,6 @@ def test_every_key_name_starts_with_the_layer_prefix() -> None:
     assert all(n.startswith("shop.a:") for n in names), names
     assert keys.channel("websocket.send.p!x") == "shop.a:ch:websocket.send.p!"
     assert keys.channel_name(keys.channel("http.request")) == "http.request"
-
-
-@pytest.mark.parametrize("killed", [0, 1])
-async def test_receive_many_serves_on_while_one_shard_is_down(killed: int) -> None:
-    """A worker consuming channels of two shards keeps taking the live shard's messages when
-    the other is killed; only with every shard down is ShardUnavailable raised."""
-    ring = HashRing(2)
-    names = [f"work.k{i}" for i in range(20)]
-    on = {s: next(n for n in names if ring.shard_for(n) == s) for s in (0, 1)}
-    with redis_servers(2) as servers:
-        layer = RedisChannelLayer([s.url for s in servers])
-        try:
-            assert await layer.receive_many(list(on.values()), timeout=0.1) == []
-            proc = servers[killed].proc
-            assert proc is not None
-            proc.kill()
-            proc.wait()
-            live = on[1 - killed]
-            for n in range(3):
-                await layer.send(live, {"n": n})
-                t0 = time.monotonic()
-                got = await layer.receive_many(list(on.values()), timeout=5)
-                assert got == [(live, {"n": n})]
-                assert time.monotonic() - t0 < 1.0
-            servers[1 - killed].stop()
-            with pytest.raises(ShardUnavailable):
-                await asyncio.wait_for(layer.receive_many(list(on.values()), timeout=5), 10)
-        finally:
-            await layer.close()
 
 
 async def test_large_messages_are_stored_out_of_line_and_cleaned_up(
@@ -554,139 +382,6 @@ async def test_large_messages_are_stored_out_of_line_and_cleaned_up(
         await layer.close()
 
 
-async def test_a_protocol_server_swept_while_alive_is_told_and_a_restart_is_not_a_sweep(
-    redis_server: RedisServer,
-) -> None:
-    server = RedisChannelLayer([redis_server.url])
-    sweeper = RedisChannelLayer([redis_server.url])
-    try:
-        reply = await server.new_channel("websocket.send")
-        await server.group_add("room", reply)
-        await server.send(reply, {"text": "backlog"})
-        assert await server.server_beat(0.05) is False
-        deadline = time.monotonic() + 10
-        while not (swept := await sweeper.sweep_dead_servers()):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        assert swept == [server._process]
-        assert await sweeper.group_members("room") == []
-        assert await server.channel_statistics(reply) == await sweeper.channel_statistics(reply)
-        assert (await sweeper.channel_statistics(reply))["messages_pending"] == 0
-        assert await sweeper.sweep_dead_servers() == []  # claimed once
-        assert await server.server_beat(10) is True  # told: its sockets must reconnect
-        assert await server.server_beat(10) is False
-        redis_server.restart()  # the registry is gone with the data: not a sweep
-        beats: list[bool] = []
-        for _ in range(3):  # the first may meet the connection the restart broke
-            with contextlib.suppress(ShardUnavailable):
-                beats.append(await server.server_beat(10))
-        assert beats and not any(beats), beats
-    finally:
-        await server.close()
-        await sweeper.close()
-
-
-async def test_a_stalled_registry_shard_does_not_sweep_live_servers(
-    redis_server: RedisServer,
-) -> None:
-    """The registry's clock jumps (the shard stalled, failed over, restarted with old data):
-    deadlines that passed meanwhile say nothing about the servers, none is swept."""
-    server = RedisChannelLayer([redis_server.url])
-    sweeper = RedisChannelLayer([redis_server.url])
-    client = aioredis.Redis.from_url(redis_server.url)
-    try:
-        reply = await server.new_channel("websocket.send")
-        await server.group_add("room", reply)
-        assert await server.server_beat(5.0) is False
-        assert await sweeper.sweep_dead_servers() == []
-        # Everything the registry holds dates from 6 s ago, as after a 6 s stall.
-        servers, seen = server.keys.key("servers"), server.keys.key("servers", "seen")
-        await client.zincrby(servers, -6000, server._process)
-        await client.decrby(seen, 6000)
-        assert await sweeper.sweep_dead_servers() == []
-        assert await sweeper.sweep_dead_servers() == []  # its deadline moved on by the gap
-        assert await sweeper.group_members("room") == [reply]
-        assert await server.server_beat(5.0) is False
-    finally:
-        await client.aclose()
-        await server.close()
-        await sweeper.close()
-
-
-async def test_a_server_swept_while_alive_keeps_the_sockets_it_opens_afterwards(
-    redis_server: RedisServer,
-) -> None:
-    server = RedisChannelLayer([redis_server.url])
-    sweeper = RedisChannelLayer([redis_server.url])
-    try:
-        old = await server.new_channel("websocket.send")
-        await server.group_add("room", old)
-        assert await server.server_beat(0.05) is False
-        assert await sweeper.sweep_dead_servers() == []  # the first call only starts the clock
-        original = sweeper._sweep_processes
-        new: list[str] = []
-
-        async def revived_meanwhile(processes: Sequence[str]) -> int:
-            # The stalled server resumes while the sweep after it is under way.
-            assert await server.server_beat(5.0) is True
-            new.append(await server.new_channel("websocket.send"))
-            await server.group_add("room", new[0])
-            await server.send(new[0], {"type": "websocket.accept"})
-            return await original(processes)
-
-        sweeper._sweep_processes = revived_meanwhile  # type: ignore[method-assign]
-        deadline = time.monotonic() + 10
-        while not await sweeper.sweep_dead_servers():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        assert await sweeper.group_members("room") == new
-        assert await server.receive(new[0]) == {"type": "websocket.accept"}
-        await server.receive_many([old], timeout=0)  # its old sockets' names stay its own
-        assert await server.server_beat(5.0) is False
-    finally:
-        await server.close()
-        await sweeper.close()
-
-
-async def test_a_sweep_that_fails_is_claimed_again_when_its_lease_runs_out(
-    redis_server: RedisServer,
-) -> None:
-    server = RedisChannelLayer([redis_server.url])
-    failing = RedisChannelLayer([redis_server.url])
-    sweeper = RedisChannelLayer([redis_server.url])
-    try:
-        reply = await server.new_channel("websocket.send")
-        await server.group_add("room", reply)
-        assert await server.server_beat(0.05) is False
-        assert await failing.sweep_dead_servers() == []  # the first call only starts the clock
-
-        async def fail(processes: Sequence[str]) -> int:
-            raise ShardUnavailable("a shard went away mid-sweep")
-
-        failing._sweep_processes = fail  # type: ignore[method-assign]
-        deadline = time.monotonic() + 10
-        while True:
-            assert time.monotonic() < deadline
-            try:
-                assert await failing.sweep_dead_servers(lease=60) == []
-            except ShardUnavailable:
-                break
-            await asyncio.sleep(0.05)
-        assert await sweeper.sweep_dead_servers() == []  # claimed: one sweeper at a time
-        assert await sweeper.group_members("room") == [reply]
-        # The lease runs out: the next sweeper takes the claim over and finishes it.
-        claims = server.keys.key("servers", "sweeping")
-        await sweeper.shards[0].execute("ZINCRBY", claims, -61_000, server._process)
-        assert await sweeper.sweep_dead_servers() == [server._process]
-        assert await sweeper.group_members("room") == []
-        assert await sweeper.shards[0].execute("ZCARD", claims) == 0
-        assert await sweeper.sweep_dead_servers() == []
-    finally:
-        await server.close()
-        await failing.close()
-        await sweeper.close()
-
-
 async def test_a_refused_large_message_leaves_no_body_behind(
     redis_server: RedisServer,
 ) -> None:
@@ -708,27 +403,6 @@ async def test_a_refused_large_message_leaves_no_body_behind(
         assert await client.keys(layer.keys.key("blob", "*")) == []
     finally:
         await client.aclose()
-        await layer.close()
-
-
-async def test_a_large_message_whose_body_cannot_be_read_is_dropped_alone(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    layer = RedisChannelLayer([redis_server.url], inline_message_size=100)
-    in_line = layer._in_line
-
-    async def failing(channel: str, ref: Any) -> Any:
-        if channel == "work.b":
-            raise ShardUnavailable("the body's shard went away")
-        return await in_line(channel, ref)
-
-    monkeypatch.setattr(layer, "_in_line", failing)
-    try:
-        for channel in ("work.a", "work.b", "work.c"):
-            await layer.send(channel, {"type": "x", "bytes": channel.encode() * 100})
-        got = await layer.receive_many(["work.a", "work.b", "work.c"], timeout=2)
-        assert sorted(c for c, _ in got) == ["work.a", "work.c"]
-    finally:
         await layer.close()
 
 

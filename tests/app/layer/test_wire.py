@@ -13,7 +13,8 @@ from channelapp.layer.shard import Shard
 from channelapp.layer.wire import MultiplexedConnection, NotSent
 from redis import exceptions as redis_errors
 
-from tests.support.redis_fixtures import RedisServer, client_count, redis_info, redis_servers
+from devtools.redis import RedisServer, redis_servers
+from tests.support.redis_fixtures import client_count, redis_info
 
 
 def connection(url: str, *, command_timeout: float = 5.0) -> MultiplexedConnection:

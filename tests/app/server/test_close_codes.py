@@ -13,7 +13,7 @@ from channelapp.server.protocol import serve_protocol
 from channelapp.server.websocket import wire_code
 from channelapp.settings import Settings
 
-from tests.support.redis_fixtures import free_port
+from devtools.procs import free_port
 
 
 def test_codes_reserved_for_local_use_are_never_sent() -> None:

@@ -13,8 +13,8 @@ from channelapp.application import App
 from channelapp.consumers import SyncWebsocketConsumer
 from channelapp.routing import path
 
+from devtools.redis import RedisServer
 from tests.support.inprocess import serving
-from tests.support.redis_fixtures import RedisServer
 
 joined = threading.Event()
 

@@ -21,7 +21,7 @@ from channelapp.layer import BaseChannelLayer, InMemoryChannelLayer, RedisChanne
 from channelapp.server.protocol import serve_protocol
 from channelapp.worker.runner import Worker
 
-from tests.support.redis_fixtures import free_port
+from devtools.procs import free_port
 
 
 @asynccontextmanager

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 from tests.support.layer_state import group_size, keys_matching
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -13,7 +13,7 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.server import lost_state
 from channelapp.server.host import SocketHost
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

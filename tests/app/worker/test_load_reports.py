@@ -13,8 +13,8 @@ import pytest
 from channelapp.layer import RedisChannelLayer
 from channelapp.settings import PROTOCOL_CHANNELS
 
-from tests.support.processes import AppProcess, running
-from tests.support.redis_fixtures import RedisServer
+from devtools.processes import AppProcess, running
+from devtools.redis import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

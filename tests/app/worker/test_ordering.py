@@ -13,7 +13,7 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.worker.liveness import Liveness
 from channelapp.worker.ordering import MemoryOrderingStore, RedisOrderingStore
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -10,7 +10,7 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.worker.ordering import MAX_ORDER_TTL, RedisOrderingStore, ordering_store_for
 from cryptography.fernet import Fernet
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -32,8 +32,8 @@ from channelapp.consumers import (
 from channelapp.consumers.context import SyncContext
 from channelapp.routing import channel, path
 
+from devtools.redis import RedisServer
 from tests.support.inprocess import serving
-from tests.support.redis_fixtures import RedisServer
 
 
 async def get_all(url: str, count: int) -> list[tuple[int, str]]:

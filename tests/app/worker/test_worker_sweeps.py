@@ -11,7 +11,7 @@ from channelapp.layer import RedisChannelLayer, WorkerReport
 from channelapp.settings import Settings
 from channelapp.worker import Worker
 
-from tests.support.redis_fixtures import RedisServer
+from devtools.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -6,9 +6,9 @@ collection, Deployment and ReplicaSet status), kube-scheduler and kwok, which
 simulates one node and marks its pods Running. The binaries come from
 ``hack/cluster/build.sh``.
 
-    python -m tests.support.controlplane up      # start, print the kubeconfig
-    python -m tests.support.controlplane status
-    python -m tests.support.controlplane down    # stop everything, remove the data
+    python -m devtools.controlplane up      # start, print the kubeconfig
+    python -m devtools.controlplane status
+    python -m devtools.controlplane down    # stop everything, remove the data
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,32 +29,21 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from devtools.paths import REPO, STATE_DIR, ToolError, bin_dir
+from devtools.pki import write_pki
+from devtools.procs import alive, free_port, stop_pids
 
-REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "cluster" / "build.sh"
-STATE_DIR = REPO / ".cluster"
 NODE_NAME = "kwok-node-0"
+# Sized for benchmarks of a thousand-odd apps: a Service each needs a cluster IP (a /24
+# held about 250), and the one simulated node holds their pods (kwok's pod range too).
+SERVICE_CIDR = "10.0.0.0/16"  # the kubernetes Service keeps 10.0.0.1 (the API server's cert)
+POD_CIDR = "10.1.0.1/16"
+POD_CAPACITY = "4000"
 
 
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(ToolError):
     """The control plane could not be started; the message names the component and its log."""
-
-
-def k8s_version() -> str:
-    for line in (REPO / "hack/cluster/kubernetes/go.mod").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "require" and parts[1] == "k8s.io/kubernetes":
-            return parts[2]
-    raise ControlPlaneError("hack/cluster/kubernetes/go.mod does not require k8s.io/kubernetes")
-
-
-def bin_dir() -> Path:
-    cache = Path(os.environ.get("CHANNELAPP_CACHE", Path.home() / ".cache" / "channelapp"))
-    return cache / f"k8s-{k8s_version()}" / "bin"
 
 
 TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm", "kwok")
@@ -71,116 +57,6 @@ def ensure_tools(*, log: bool = True) -> Path:
     out = None if log else subprocess.DEVNULL
     subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=out)
     return target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- certificates -----------------------------------------------------------------------
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
-def _cert(
-    subject: x509.Name,
-    key: rsa.RSAPrivateKey,
-    issuer: x509.Name,
-    issuer_key: rsa.RSAPrivateKey,
-    *,
-    ca: bool = False,
-    server_names: list[str] | None = None,
-    client: bool = False,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        usages = [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
-        if server_names:
-            usages.append(x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
-            sans: list[x509.GeneralName] = []
-            for name in server_names:
-                try:
-                    sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-                except ValueError:
-                    sans.append(x509.DNSName(name))
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    return x509.Name(attrs)
-
-
-def write_pki(pki: Path, extra_server_names: list[str] | None = None) -> None:
-    """CA, API server serving cert, admin client cert (system:masters), service-account key."""
-    pki.mkdir(parents=True, exist_ok=True)
-    ca_key = _key()
-    ca_name = _name("channelapp-test-ca")
-    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
-    (pki / "ca.key").write_bytes(_pem_key(ca_key))
-    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-
-    for stem, subject, kwargs in (
-        (
-            "apiserver",
-            _name("kube-apiserver"),
-            {
-                "server_names": [
-                    "127.0.0.1",
-                    "10.0.0.1",
-                    "localhost",
-                    "kubernetes",
-                    "kubernetes.default",
-                    "kubernetes.default.svc",
-                    "kubernetes.default.svc.cluster.local",
-                    *(extra_server_names or []),
-                ]
-            },
-        ),
-        ("admin", _name("channelapp-admin", "system:masters"), {"client": True}),
-    ):
-        key = _key()
-        cert = _cert(subject, key, ca_name, ca_key, **kwargs)
-        (pki / f"{stem}.key").write_bytes(_pem_key(key))
-        (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    sa_key = _key()
-    (pki / "sa.key").write_bytes(_pem_key(sa_key))
-    (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
 
 
 def kubeconfig_text(server: str, pki: Path) -> str:
@@ -232,8 +108,8 @@ NODE_MANIFEST = {
     },
     "spec": {},
     "status": {
-        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
-        "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+        "allocatable": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
+        "capacity": {"cpu": "64", "memory": "256Gi", "pods": POD_CAPACITY},
         "nodeInfo": {
             "architecture": "amd64",
             "kubeletVersion": "fake",
@@ -263,7 +139,7 @@ class ControlPlane:
     bin_dir: Path = field(default_factory=bin_dir)
     components: list[Component] = field(default_factory=list)
     server: str = ""
-    # Set for a real node (tests/support/realnode.py): the API server listens on every
+    # Set for a real node (devtools/realnode): the API server listens on every
     # address, advertises this one (the pods' bridge) to the kubernetes Service, and
     # reaches kubelets by InternalIP with the admin client certificate.
     advertise_address: str | None = None
@@ -428,7 +304,7 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
@@ -481,7 +357,7 @@ class ControlPlane:
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-ip=10.0.0.1",
-                "--cidr=10.0.1.1/24",
+                f"--cidr={POD_CIDR}",
                 f"--server-address=127.0.0.1:{kwok_port}",
                 "--enable-crds=",
                 "--node-lease-duration-seconds=40",
@@ -533,33 +409,11 @@ class ControlPlane:
 # --- command line: make cluster / make cluster-down ---------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_pids(pids: list[int], grace: float = 10.0) -> None:
-    for pid in reversed(pids):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     state_file = STATE_DIR / "state.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        if all(_alive(c["pid"]) for c in state["components"]):
+        if all(alive(c["pid"]) for c in state["components"]):
             print(f"already running: export KUBECONFIG={state['kubeconfig']}")
             return 0
         cmd_down(args)
@@ -599,15 +453,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     state = json.loads(state_file.read_text())
     for c in state["components"]:
-        print(f"{c['name']:<24} pid {c['pid']:<8} {'running' if _alive(c['pid']) else 'STOPPED'}")
+        print(f"{c['name']:<24} pid {c['pid']:<8} {'running' if alive(c['pid']) else 'STOPPED'}")
     print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.support.controlplane", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.controlplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="build the tools if needed and start a control plane")
     sub.add_parser("down", help="stop the control plane and remove its data")

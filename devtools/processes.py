@@ -1,4 +1,4 @@
-"""channelapp protocol servers and workers as real processes, for end-to-end tests."""
+"""channelapp protocol servers and workers as real processes, for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.redis_fixtures import free_port
+from devtools.paths import REPO
+from devtools.procs import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 TEST_SECRET_KEY = "tests-own-key-N4xq8ZmT2vLk9RbW7cJ3"
 
 

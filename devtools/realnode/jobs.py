@@ -1,4 +1,5 @@
-"""The jobs example as a load on real worker pods, shared by tests/realnode and bench.
+"""The jobs example as a load on real worker pods: the surge experiment that
+tests/realnode/test_real_autoscaling.py and bench/autoscale_realnode.py both run (:func:`run_surge`).
 
 The jobs example (each job holds a consumer slot for ``JOB_MS``) on managed Redis: a surge that
 one worker would take long to drain, then a steady trickle that keeps jobs in flight while the
@@ -17,7 +18,8 @@ from typing import Any
 from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
 
-from tests.support.realnode_fixtures import RealCluster
+from devtools.realnode.bringup import RealCluster
+from devtools.realnode.workloads import apply_and_wait_ready
 
 NAMESPACE = "jobs"
 NAME = "jobs"
@@ -141,3 +143,54 @@ async def load(urls: list[str], password: str) -> dict[str, Any]:
         }
     finally:
         await layer.close()
+
+
+@dataclass
+class Surge:
+    """One run of the experiment: times are ``time.monotonic()`` values, ``None`` if never."""
+
+    ready_in: float  # seconds from applying the jobs app to Ready
+    surge_at: float
+    drained_at: float
+    trickle_until: float
+    sent: int
+    got: dict[int, int]
+    patched: float | None  # replicas first at MAX_WORKERS
+    all_ready: float | None  # MAX_WORKERS pods first Ready
+    scaled_in: float | None  # replicas first below MAX_WORKERS after the scale-out
+    samples: list[tuple[float, int, int]]
+
+    @property
+    def missing(self) -> list[int]:
+        return sorted(set(range(self.sent)) - set(self.got))
+
+    @property
+    def duplicates(self) -> list[int]:
+        return sorted(n for n, c in self.got.items() if c > 1)
+
+
+def run_surge(cluster: RealCluster) -> Surge:
+    """Apply the jobs app (the operator must be installed), send the surge and the trickle while
+    sampling the worker Deployment, and count every reply."""
+    ready_in = apply_and_wait_ready(cluster, NAMESPACE, jobs_app(cluster))
+    urls, password = shard_urls(cluster)
+    replicas, thread = sampler(cluster)
+    try:
+        result = asyncio.run(load(urls, password))
+    finally:
+        replicas.stop.set()
+        thread.join(timeout=10)
+    surge_at = result["surge_at"]
+    patched = replicas.first(lambda r, ok: r == MAX_WORKERS, surge_at)
+    return Surge(
+        ready_in=ready_in,
+        surge_at=surge_at,
+        drained_at=result["drained_at"],
+        trickle_until=result["trickle_until"],
+        sent=result["sent"],
+        got=result["got"],
+        patched=patched,
+        all_ready=replicas.first(lambda r, ok: ok == MAX_WORKERS, surge_at),
+        scaled_in=replicas.first(lambda r, ok: r < MAX_WORKERS, patched or surge_at),
+        samples=list(replicas.samples),
+    )
