@@ -325,10 +325,13 @@ class RedisReceiving:
         while True:
             if self._closing:
                 raise ChannelLayerError("the channel layer is closing")
+            # Top up the stash first, then take: nothing is taken out of the stash before an
+            # await, so a receive cancelled at any await (a worker told to stop) has taken
+            # nothing, and what its pops brought back goes back to Redis on close.
+            stashed = sum(len(self._stash.get(name, ())) for name in names)
+            if stashed < max_messages:
+                await self._pop_now(self._reachable(by_shard), max_messages - stashed)
             out = self._take(names, max_messages)
-            if len(out) < max_messages:
-                await self._pop_now(self._reachable(by_shard), max_messages - len(out))
-                out += self._take(names, max_messages - len(out))
             if out:
                 return await self._whole(out)
             remaining = BLOCK_SECONDS if deadline is None else deadline - time.monotonic()

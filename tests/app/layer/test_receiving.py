@@ -52,6 +52,32 @@ async def test_closing_returns_unreceived_messages(redis_server: RedisServer) ->
         await b.close()
 
 
+async def test_a_receive_cancelled_while_topping_up_takes_nothing(
+    redis_server: RedisServer,
+) -> None:
+    """A worker told to stop cancels its receive wherever it waits. Messages already in the
+    stash (fetched by an earlier pop) must not be taken out of it before that wait: they
+    went back to Redis on close only if the receive had not taken them (one lost
+    ``websocket.receive`` per worker replaced, under load)."""
+    a = RedisChannelLayer([redis_server.url])
+    b = RedisChannelLayer([redis_server.url])
+    try:
+        for n in range(3):
+            await b.send("topup.q", {"n": n})
+        # An earlier pop brought the three into a's stash; nobody has taken them yet.
+        await a._pop_now(a._reachable(a._keys_by_shard(["topup.q"])), 3)
+        assert len(a._stash["topup.q"]) == 3
+        receiving = asyncio.create_task(a.receive_many(["topup.q"], 10, timeout=5))
+        await asyncio.sleep(0)  # it runs to its first wait: the pop topping up the stash
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
+        await a.close()  # the stash goes back to Redis
+        got = await b.receive_many(["topup.q"], 10, timeout=2)
+        assert [m["n"] for _, m in got] == [0, 1, 2]
+    finally:
+        await b.close()
+
+
 async def test_many_concurrent_reply_receivers_in_one_process(redis_server: RedisServer) -> None:
     server_side = RedisChannelLayer([redis_server.url])
     worker_side = RedisChannelLayer([redis_server.url])
