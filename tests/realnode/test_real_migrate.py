@@ -124,7 +124,8 @@ def job_of(kube: KubeCluster, image: str) -> dict[str, Any] | None:
 
 
 def exec_worker(kube: KubeCluster, image: str, code: str) -> str:
-    """Run Django shell ``code`` in a running, not terminating, worker pod of ``image``."""
+    """Run Django shell ``code`` in a running, not terminating, worker pod of ``image``; its
+    last line of output (Django 5.2's shell first says what it imported automatically)."""
     pods = kube.kubectl_json(
         "get", "pods", "-n", MIGRATING_NAMESPACE, "-l",
         "app.kubernetes.io/instance=chatsite,app.kubernetes.io/component=worker",
@@ -138,7 +139,7 @@ def exec_worker(kube: KubeCluster, image: str, code: str) -> str:
     return kube.kubectl(
         "exec", "-n", MIGRATING_NAMESPACE, pod["metadata"]["name"], "--",
         "python", "manage.py", "shell", "-c", code, timeout=180,
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
 
 
 def set_image(kube: KubeCluster, image: str) -> None:

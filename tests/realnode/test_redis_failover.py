@@ -38,7 +38,7 @@ from devtools.realnode.workloads import (
     pod_ready,
 )
 
-pytestmark = [pytest.mark.realnode, pytest.mark.cluster]
+pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.timeout(900)]
 
 NAMESPACE = "failover"
 APP = "chat"
@@ -358,7 +358,11 @@ def kill_redis_server(kube: KubeCluster, pod: str) -> None:
 
 @contextlib.asynccontextmanager
 async def room_of(url: str, room: str) -> Any:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+    # No connection cap: aiohttp's default (100 per session) would hold socket 101 forever.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+    ) as http:
         clients: list[Client] = []
         try:
             for i in range(SOCKETS):
