@@ -28,6 +28,7 @@ SURGE = 900
 JOB_MS = 1500
 TRICKLE_PER_SECOND = 10
 WINDOW = 15
+SHARDS = 2
 
 
 def jobs_app(cluster: RealCluster) -> dict[str, Any]:
@@ -48,7 +49,10 @@ def jobs_app(cluster: RealCluster) -> dict[str, Any]:
                 "pollIntervalSeconds": 1,
                 "channels": ["jobs"],
             },
-            "redis": {"managed": {"shards": 2, "image": cluster.image("redis")}},
+            # One pod per shard: the experiment is about workers; failover has its own tests.
+            "redis": {
+                "managed": {"shards": SHARDS, "replicas": 0, "image": cluster.image("redis")}
+            },
         },
     }
 
@@ -85,10 +89,11 @@ def sampler(cluster: RealCluster) -> tuple[Replicas, threading.Thread]:
 
 
 def shard_urls(cluster: RealCluster) -> tuple[list[str], str]:
-    """The shards in the operator's order, by pod IP (the host is on the pods' bridge)."""
+    """The shards in the operator's order, by pod IP (the host is on the pods' bridge): with no
+    replicas, pod ``NAME-redis-<i>`` is shard ``i``."""
     kube = cluster.kube
     urls = []
-    for i in range(2):
+    for i in range(SHARDS):
         pod = kube.kubectl_json("get", "pod", f"{NAME}-redis-{i}", "-n", NAMESPACE)
         urls.append(f"redis://{pod['status']['podIP']}:6379/0")
     secret = kube.kubectl_json("get", "secret", f"{NAME}-secrets", "-n", NAMESPACE)

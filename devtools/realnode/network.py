@@ -34,6 +34,24 @@ def pod_network_taken() -> str | None:
     return None
 
 
+PODMAN_BRIDGES = ("cni-podman0", "podman0")
+
+
+def release_idle_podman_bridge(name: str) -> bool:
+    """Delete podman's default bridge when no container is on it (podman makes it again on use).
+
+    ``podman build``/``podman run`` without ``--network=host`` leave it behind holding the same
+    10.88.0.0/16 route the node's pods use.
+    """
+    if name not in PODMAN_BRIDGES:
+        return False
+    found = json.loads(run("ip", "-j", "link", "show", check=False).stdout or "[]")
+    if any(link.get("master") == name for link in found):
+        return False
+    run("ip", "link", "delete", name, check=False)
+    return pod_network_taken() is None
+
+
 def ip_forward() -> str:
     return IP_FORWARD.read_text().strip()
 

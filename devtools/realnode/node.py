@@ -93,6 +93,9 @@ class RealNode:
                 + "; ".join(leftovers())
             )
         taken = network.pod_network_taken()
+        if taken and network.release_idle_podman_bridge(taken):
+            self._log(f"removed {taken}, podman's idle default bridge, which held {POD_CIDR}")
+            taken = None
         if taken:
             raise NodeError(
                 f"{POD_CIDR} is already routed to {taken} (podman's default network, made by "

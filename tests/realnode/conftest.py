@@ -9,6 +9,7 @@ import pytest
 from tests.support.realnode_fixtures import chat_app, real_cluster, real_operator  # noqa: F401
 
 ORDER = (
+    "test_node_network",
     # Its own cluster (make cluster NODE=real), up and down before the session's starts.
     "test_make_deploy",
     "test_real_operator",

@@ -89,7 +89,8 @@ def build_image(base: str, tag: str, migrations: dict[str, str], work: Path) -> 
     """))  # fmt: skip
     ref = f"localhost/channelapp-test/chatsite-notes:{tag}"
     env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "hack" / "images" / "containers.conf")}
-    subprocess.run(["podman", "build", "--quiet", "-t", ref, str(context)], check=True,
+    subprocess.run(["podman", "build", "--quiet", "--pull=never", "--network=host",
+                    "-t", ref, str(context)], check=True,
                    env=env, capture_output=True, timeout=600)  # fmt: skip
     archive = work / f"{tag}.tar"
     subprocess.run(["podman", "save", "--quiet", "--format", "docker-archive", "-o",
