@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from devtools.processes import ROOT, TEST_SECRET_KEY, AppProcess, running
+from devtools.processes import ROOT, TEST_SECRET_KEY, AppProcess, ChannelappProcess, running
 from devtools.procs import free_port
 from devtools.redis import RedisServer
 
@@ -39,54 +35,20 @@ atexit.register(_dump)
 """
 
 
-class Protocol:
-    """``python -m channelapp protocol [APP] --host 127.0.0.1 --port N``, output in a log."""
+class Protocol(ChannelappProcess):
+    """``python -m channelapp protocol [APP] --host 127.0.0.1 --port N``, output in a log; no
+    CHANNELAPP_ setting of the test's own env leaks in."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, app: str | None = None) -> None:
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")},
-            "CHANNELAPP_SECRET_KEY": TEST_SECRET_KEY,
-            **env,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.app = app
-        self.port = free_port()
-        self.log_path = log_dir / f"protocol-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Protocol:
-        app = [self.app] if self.app else []
-        argv = [sys.executable, "-m", "channelapp", "protocol", *app]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"protocol exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"protocol not ready in 30s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        return self.proc.wait(30)
+        port = free_port()
+        argv = ["protocol", *([app] if app else []), "--host", "127.0.0.1", "--port", str(port)]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CHANNELAPP_")}
+        super().__init__(
+            argv,
+            {**clean, "CHANNELAPP_SECRET_KEY": TEST_SECRET_KEY, **env},
+            log_dir / f"protocol-{port}.log",
+            port,
+        )
 
 
 def imported_by_a_protocol_server(
