@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 from channelapp.layer import RedisMonitor
 from channelapp.layer.keyspace import app_prefix
 
-from channelapp_operator import builders
+from channelapp_operator import builders, reshard_sweep
 from channelapp_operator import names as n
 from channelapp_operator.api_errors import describe
 from channelapp_operator.kube import Kube
 from channelapp_operator.redis_urls import redact_text
+
+log = logging.getLogger("channelapp.operator")
 
 RESHARD_WAITING = "ReshardWaiting"
 READ_TIMEOUT = 20.0  # seconds one read of every old shard may take
@@ -86,17 +89,36 @@ def record(
     namespace: str,
     waiting: str | None,
     retiring: int | None = None,
+    moving: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``status.dataShards`` for the Redis section the children were applied with;
     ``retiring``: the managed shard count kept until the shards beyond the new count are
-    empty (None removes it, and ``waiting``, in a merge patch)."""
+    empty; ``moving``: the Redis section the pods leave, until what they wrote there meanwhile
+    is moved (None removes either, and ``waiting``, in a merge patch)."""
     count = len(builders.shard_urls(app, namespace, {"redis": dict(redis)}))
     return {
-        "redis": json.dumps(dict(redis), sort_keys=True, separators=(",", ":")),
+        "redis": _json(redis),
         "shards": count,
         "waiting": waiting,
         "retiring": retiring,
+        "moving": _json(moving) if moving is not None else None,
     }
+
+
+def _json(redis: Mapping[str, Any]) -> str:
+    return json.dumps(dict(redis), sort_keys=True, separators=(",", ":"))
+
+
+def moving_from(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Redis section the pods are leaving, while what they wrote there is not yet moved."""
+    raw = (status.get("dataShards") or {}).get("moving")
+    if not raw:
+        return None
+    try:
+        value = json.loads(str(raw))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def retiring(status: Mapping[str, Any], spec: Mapping[str, Any]) -> int | None:
@@ -315,6 +337,61 @@ async def plan(
     status: Mapping[str, Any],
 ) -> Plan:  # fmt: skip
     """The Redis section to apply, from the spec and the set the data lives on."""
+    swept: str | None = None
+    leaving, current = moving_from(status), recorded_redis(status)
+    if leaving is not None and current is not None:
+        # A change was applied: once every pod runs with it, what the pods on the old set
+        # wrote there meanwhile moves to the new set; until then the change is not done.
+        applied = with_redis(spec, current)
+        count = len(builders.shard_urls(app, namespace, applied))
+        old_urls = builders.shard_urls(app, namespace, with_redis(spec, leaving))
+        urls = builders.shard_urls(app, namespace, applied)
+        waiting = (f"the app's pods move to {count} shard(s); what they write to the old ones "
+                   "meanwhile is moved once they all have")  # fmt: skip
+        if not await asyncio.to_thread(pods_use, kube, app, namespace, urls):
+            return Plan(applied, None, waiting, record(current, app, namespace, waiting, None,
+                                                       leaving))  # fmt: skip
+        result, error = await _sweep(kube, app, namespace, uid, current, old_urls, urls)
+        if error is not None:
+            waiting = f"{waiting} (the shards could not be read: {error})"
+            return Plan(applied, None, waiting, record(current, app, namespace, waiting, None,
+                                                       leaving))  # fmt: skip
+        assert result is not None
+        swept = result.describe() if result.moved_anything or result.superseded else None
+        status = {**status, "dataShards": record(current, app, namespace, None)}
+    planned = await _plan(kube, app, namespace, uid, spec, status)
+    if swept is not None:
+        done = f"{planned.done}; {swept}" if planned.done else swept
+        planned = Plan(planned.spec, planned.keep_shards, planned.waiting, planned.record, done)
+    return planned
+
+
+async def _sweep(
+    kube: Kube, app: str, namespace: str, uid: str, redis: Mapping[str, Any],
+    old_urls: Sequence[str], urls: Sequence[str],
+) -> tuple[reshard_sweep.Swept | None, str | None]:  # fmt: skip
+    """Move what is misplaced for the set ``urls`` (of the Redis section ``redis``)."""
+    spec = {"redis": dict(redis)}
+    ref = builders.password_ref(app, spec)
+    try:
+        password = None
+        if ref is not None:
+            owner = uid if "managed" in redis else None
+            password = await asyncio.to_thread(
+                kube.secret_value, namespace, ref["name"], ref["key"], owner_uid=owner
+            )
+        swept = await reshard_sweep.sweep(old_urls, urls, app_prefix(namespace, app), password)
+    except Exception as exc:
+        return None, redact_text(describe(exc) if not isinstance(exc, TimeoutError) else "timeout")
+    if swept.failed:
+        log.warning("%s/%s: %s", namespace, app, swept.describe())
+    return swept, None
+
+
+async def _plan(
+    kube: Kube, app: str, namespace: str, uid: str, spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+) -> Plan:  # fmt: skip
     redis = dict(spec.get("redis") or {})
     kept = retiring(status, spec)
     if kept is not None:
@@ -327,12 +404,17 @@ async def plan(
             waiting = (f"the app's pods move to {count} shard(s); {_span(list(range(count, kept)))}"
                        " are removed once no pod uses them and they are empty")  # fmt: skip
             return Plan(dict(spec), kept, waiting, record(redis, app, namespace, waiting, kept))
+        # What the pods wrote on the retiring shards (and the old places) goes to the new set.
+        result, error = await _sweep(kube, app, namespace, uid, redis, urls, new_urls)
+        swept = result.describe() if result is not None and result.moved_anything else None
         contents, error = await _contents(kube, app, namespace, uid, old_redis, urls)
         decision = decide([c for c in contents if c.index >= count], kept, count, error)
         if decision.hold:
             return Plan(dict(spec), kept, decision.message,
                         record(redis, app, namespace, decision.message, kept))  # fmt: skip
         done = f"{_span(list(range(count, kept)))} removed: empty, and no pod uses them"
+        if swept is not None:
+            done = f"{swept}; {done}"
         return Plan(dict(spec), None, None, record(redis, app, namespace, None), done)
     moving = change(app, namespace, spec, status)
     if moving is None:
@@ -350,4 +432,8 @@ async def plan(
                    " removed once no pod uses them and they are empty")  # fmt: skip
         return Plan(dict(spec), old, waiting, record(redis, app, namespace, waiting, old),
                     decision.message)  # fmt: skip
-    return Plan(dict(spec), None, None, record(redis, app, namespace, None), decision.message)
+    waiting = (f"the app's pods move to {new} shard(s); what they write to the old ones "
+               "meanwhile is moved once they all have")  # fmt: skip
+    return Plan(dict(spec), None, waiting,
+                record(redis, app, namespace, waiting, None, moving.old_redis),
+                decision.message)  # fmt: skip

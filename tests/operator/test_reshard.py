@@ -18,6 +18,7 @@ from channelapp_operator.children_status import Workload
 from channelapp_operator.depth_reading import DepthReading
 from channelapp_operator.handlers import RESHARD_RECHECK
 from channelapp_operator.reshard import ShardContents
+from channelapp_operator.reshard_sweep import Swept
 from channelapp_operator.status import StatusInputs, compute_status
 
 from devtools.kube import KubeCluster
@@ -155,8 +156,10 @@ def test_record_removes_waiting_when_done() -> None:
         "shards": 3,
         "waiting": None,
         "retiring": None,
+        "moving": None,
     }
     assert reshard.recorded_redis({"dataShards": record}) == THREE
+    assert reshard.moving_from({"dataShards": record}) is None
     assert reshard.recorded_redis({"dataShards": {"redis": "not json"}}) is None
 
 
@@ -418,7 +421,19 @@ def test_a_new_shard_count_waits_for_queued_messages_then_applies(
             30,
             what="the new shard set recorded",
         )
-        assert not live["status"]["dataShards"].get("waiting")
+        # Done once every pod runs with the new set and what old ones wrote meanwhile moved.
+        wait_for(
+            lambda: (
+                not (
+                    (d := _app(kube_cluster, namespace, name)["status"]["dataShards"]).get(
+                        "waiting"
+                    )
+                    or d.get("moving")
+                )
+            ),
+            60,
+            what="the pods on the new set, nothing left to move",
+        )
         wait_for(
             lambda: (
                 _condition(_app(kube_cluster, namespace, name), "Progressing").get("reason")
@@ -484,8 +499,9 @@ PLAN_CASES = [
     #  want: (applied shard count, keep_shards, waiting starts with, done starts with))
     ("no change", managed(2), None, managed(2), True, {},
      (2, None, None, None)),
-    ("grow, shards empty: applied", managed(1), None, managed(3), True, {0: ShardContents(0)},
-     (3, None, None, "resharding from 1 to 3")),
+    ("grow, shards empty: applied, the pods move", managed(1), None, managed(3), True,
+     {0: ShardContents(0)},
+     (3, None, "the app's pods move to 3 shard(s); what they write", "resharding from 1 to 3")),
     ("grow, a message waits: held on the old set", managed(1), None, managed(3), True,
      {0: ShardContents(0, queued=1)},
      (1, None, "1 message queued on shard 0", None)),
@@ -514,6 +530,7 @@ def test_plan(case: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch) -> None:
         return [contents.get(i, ShardContents(i)) for i in range(len(urls))], None
 
     monkeypatch.setattr(reshard, "_contents", fake_contents)
+    monkeypatch.setattr(reshard, "_sweep", nothing_swept)
     monkeypatch.setattr(reshard, "pods_use", lambda kube, app, ns, urls: pods_moved)
     spec = {**SPEC, "redis": redis}
     plan = asyncio.run(reshard.plan(None, "chat", "ns", "uid", spec, status))  # type: ignore[arg-type]
@@ -530,3 +547,51 @@ def test_plan(case: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch) -> None:
         assert plan.done is None
     else:
         assert plan.done is not None and plan.done.startswith(done), plan.done
+
+
+async def nothing_swept(*_: Any) -> tuple[Swept, None]:
+    return Swept(), None
+
+
+def test_an_applied_change_waits_for_the_pods_then_moves_what_they_wrote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pods roll one at a time: what the old set's pods write meanwhile lands where the new
+    set never looks, so the change is done only once they all moved and that was swept."""
+    calls: list[tuple[list[str], list[str]]] = []
+
+    async def fake_sweep(
+        kube: Any, app: str, ns: str, uid: str, redis: Any, old: list[str], new: list[str]
+    ) -> tuple[Swept, None]:
+        calls.append((list(old), list(new)))
+        return Swept(messages=7, members=2), None
+
+    moved = {"now": False}
+    monkeypatch.setattr(reshard, "_sweep", fake_sweep)
+    monkeypatch.setattr(reshard, "pods_use", lambda kube, app, ns, urls: moved["now"])
+    spec = {**SPEC, "redis": managed(3)}
+    status = status_of(managed(3), "w", moving=managed(2))
+    plan = asyncio.run(reshard.plan(None, "chat", "ns", "uid", spec, status))  # type: ignore[arg-type]
+    assert plan.waiting is not None and plan.waiting.startswith("the app's pods move to 3")
+    assert json.loads(plan.record["moving"]) == managed(2) and calls == []
+    assert plan.spec["redis"] == managed(3)
+
+    moved["now"] = True
+    plan = asyncio.run(reshard.plan(None, "chat", "ns", "uid", spec, status))  # type: ignore[arg-type]
+    assert plan.waiting is None and plan.record["moving"] is None
+    assert plan.done is not None and plan.done.startswith("moved 7 queued message(s), 2 group")
+    ((old, new),) = calls
+    assert len(old) == 2 and len(new) == 3 and old == new[:2]
+
+
+def test_a_sweep_that_cannot_read_the_shards_keeps_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: Any) -> tuple[None, str]:
+        return None, "connection refused"
+
+    monkeypatch.setattr(reshard, "_sweep", broken)
+    monkeypatch.setattr(reshard, "pods_use", lambda kube, app, ns, urls: True)
+    spec = {**SPEC, "redis": managed(3)}
+    status = status_of(managed(3), "w", moving=managed(2))
+    plan = asyncio.run(reshard.plan(None, "chat", "ns", "uid", spec, status))  # type: ignore[arg-type]
+    assert plan.waiting is not None and "could not be read: connection refused" in plan.waiting
+    assert json.loads(plan.record["moving"]) == managed(2)
