@@ -73,7 +73,11 @@ class Decision:
 
 def recorded_redis(status: Mapping[str, Any]) -> dict[str, Any] | None:
     """The Redis section the data lives on, as ``status.dataShards`` records it."""
-    raw = (status.get("dataShards") or {}).get("redis")
+    return _section(status, "redis")
+
+
+def _section(status: Mapping[str, Any], field: str) -> dict[str, Any] | None:
+    raw = (status.get("dataShards") or {}).get(field)
     if not raw:
         return None
     try:
@@ -111,14 +115,7 @@ def _json(redis: Mapping[str, Any]) -> str:
 
 def moving_from(status: Mapping[str, Any]) -> dict[str, Any] | None:
     """The Redis section the pods are leaving, while what they wrote there is not yet moved."""
-    raw = (status.get("dataShards") or {}).get("moving")
-    if not raw:
-        return None
-    try:
-        value = json.loads(str(raw))
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return _section(status, "moving")
 
 
 def retiring(status: Mapping[str, Any], spec: Mapping[str, Any]) -> int | None:

@@ -136,48 +136,51 @@ async def _put(client: Any, key: str, type_: str, value: Any, pttl: int) -> tupl
     return count, superseded
 
 
-async def _sweep_shard(
-    monitor: RedisMonitor, index: int, url: str, new_urls: Sequence[str], ring: HashRing,
-    swept: Swept,
-) -> None:  # fmt: skip
-    shards = monitor.every_shard()
-    src = shards[index].client
-    by_url = {u: i for i, u in enumerate(_distinct(new_urls))}
-    prefix = monitor.keys.prefix
-    misplaced: list[tuple[str, str, str]] = []  # (key, kind, target url)
-    async for raw in src.scan_iter(match=monitor.keys.pattern(), count=1000):
-        key = _text(raw)
-        found = routing_name(prefix, key)
-        if found is None:
-            continue
-        target = new_urls[ring.shard_for(found[1])]
-        if target != url:
-            misplaced.append((key, found[0], target))
-    for key, kind, target in misplaced:
-        type_ = _text(await src.type(key))
-        if kind == "ch" and type_ != "list":
-            continue  # a channel's own markers, not its queue
-        if type_ == "none":
-            continue  # expired meanwhile
-        value, pttl = await _take(src, key, type_)
-        try:
-            count, superseded = await _put(shards[by_url[target]].client, key, type_, value, pttl)
-        except Exception:
-            swept.failed.append(key)
-            continue
-        swept.superseded += int(superseded)
-        if kind == "ch":
-            swept.messages += count
-        elif kind == "group":
-            swept.members += count
-        elif kind == "session":
-            swept.sessions += count
-        else:
-            swept.other += count
-
-
 def _distinct(urls: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(urls))
+
+
+def _monitor(urls: Sequence[str], prefix: str, password: str | None) -> RedisMonitor:
+    return RedisMonitor(
+        list(urls), prefix=prefix, password=password, max_connections=2,
+        connect_timeout=2.0, socket_timeout=10.0,
+    )  # fmt: skip
+
+
+async def _find(
+    monitor: RedisMonitor, urls: Sequence[str], servers: Sequence[str], placed_by: Sequence[str]
+) -> list[tuple[str, str, str, str]]:
+    """``(server, key, kind, name)`` of the data keys on ``servers`` that ``placed_by`` puts
+    elsewhere; ``urls`` are the monitor's shards' URLs, in its order."""
+    prefix = monitor.keys.prefix
+    ring = HashRing(len(placed_by))
+    out = []
+    for url, shard in zip(urls, monitor.every_shard(), strict=True):
+        if url not in servers:
+            continue
+        async for raw in shard.client.scan_iter(match=monitor.keys.pattern(), count=1000):
+            key = _text(raw)
+            found = routing_name(prefix, key)
+            if found is None or placed_by[ring.shard_for(found[1])] == url:
+                continue
+            if found[0] == "ch" and _text(await shard.client.type(key)) != "list":
+                continue  # a channel's own markers, not its queue
+            out.append((url, key, *found))
+    return out
+
+
+async def misplaced(
+    servers: Sequence[str], placed_by: Sequence[str], prefix: str, password: str | None
+) -> list[tuple[str, str]]:
+    """``(server, key)`` for every key of the app's data on ``servers`` that the shard set
+    ``placed_by`` does not put there: what a sweep to ``placed_by`` would move (none once a
+    change is done)."""
+    urls = _distinct([*placed_by, *servers])
+    monitor = _monitor(urls, prefix, password)
+    try:
+        return [(url, key) for url, key, _, _ in await _find(monitor, urls, servers, placed_by)]
+    finally:
+        await monitor.close()
 
 
 async def sweep(
@@ -186,20 +189,36 @@ async def sweep(
     """Move every key of the app's data on the old and new shards that is not where the new
     set's ring puts it. Run only once no pod uses the old set (nothing writes there then)."""
     urls = _distinct([*new_urls, *old_urls])
-    monitor = RedisMonitor(
-        urls, prefix=prefix, password=password, max_connections=2,
-        connect_timeout=2.0, socket_timeout=10.0,
-    )  # fmt: skip
+    monitor = _monitor(urls, prefix, password)
+    clients = {url: shard.client for url, shard in zip(urls, monitor.every_shard(), strict=True)}
     ring = HashRing(len(new_urls))
     swept = Swept()
+
+    async def move_all() -> None:
+        for url, key, kind, name in await _find(monitor, urls, urls, new_urls):
+            src = clients[url]
+            type_ = _text(await src.type(key))
+            if type_ == "none":
+                continue  # expired meanwhile
+            dst = clients[new_urls[ring.shard_for(name)]]
+            value, pttl = await _take(src, key, type_)
+            try:
+                count, superseded = await _put(dst, key, type_, value, pttl)
+            except Exception:
+                swept.failed.append(key)
+                continue
+            swept.superseded += int(superseded)
+            if kind == "ch":
+                swept.messages += count
+            elif kind == "group":
+                swept.members += count
+            elif kind == "session":
+                swept.sessions += count
+            else:
+                swept.other += count
+
     try:
-        # New shards first in ``urls``: a monitor's shards are in the order of its URLs.
-        await asyncio.wait_for(
-            asyncio.gather(
-                *(_sweep_shard(monitor, i, u, new_urls, ring, swept) for i, u in enumerate(urls))
-            ),
-            timeout=SWEEP_TIMEOUT,
-        )
+        await asyncio.wait_for(move_all(), timeout=SWEEP_TIMEOUT)
     finally:
         await monitor.close()
     return swept

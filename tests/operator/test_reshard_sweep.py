@@ -10,7 +10,7 @@ import pytest
 from channelapp.layer import RedisChannelLayer
 from channelapp.layer.sharding import HashRing
 from channelapp_operator import reshard_sweep
-from channelapp_operator.reshard_sweep import routing_name, sweep
+from channelapp_operator.reshard_sweep import misplaced, routing_name, sweep
 
 from devtools.redis import RedisServer, redis_servers
 
@@ -29,27 +29,6 @@ def servers() -> Iterator[list[RedisServer]]:
 
 def _urls(servers: list[RedisServer]) -> list[str]:
     return [s.url for s in servers]
-
-
-async def _misplaced(urls: list[str], new: list[str]) -> list[tuple[str, str]]:
-    """(server, key) of every data key not on the server ``new``'s ring puts it on."""
-    ring = HashRing(len(new))
-    out = []
-    layer = RedisChannelLayer(urls, prefix=PREFIX)
-    try:
-        for url, shard in zip(urls, layer.keys.shards, strict=True):
-            async for raw in shard.client.scan_iter(match=f"{PREFIX}:*"):
-                key = raw.decode()
-                found = routing_name(PREFIX, key)
-                if found is None:
-                    continue
-                if found[0] == "ch" and (await shard.client.type(key)).decode() != "list":
-                    continue
-                if new[ring.shard_for(found[1])] != url:
-                    out.append((url, key))
-    finally:
-        await layer.close()
-    return out
 
 
 @pytest.mark.parametrize(("old_count", "new_count"), [(2, 3), (3, 2), (1, 3)])
@@ -72,7 +51,7 @@ def test_what_old_pods_wrote_is_found_by_the_new_set(
                 await before.keys.shard(f"s{i}").execute("SET", before.keys.session(f"s{i}"), "v")
         finally:
             await before.close()
-        stranded = await _misplaced(urls, new)
+        stranded = await misplaced(urls, new, PREFIX, None)
         # Without the sweep the new set would never see these (the defect).
         assert stranded, "the ring moved nothing: the test would prove nothing"
 
@@ -81,7 +60,7 @@ def test_what_old_pods_wrote_is_found_by_the_new_set(
         assert swept.messages == 3 * len(moved_channels)
         assert swept.sessions == len({k for _, k in stranded if ":session:" in k})
         assert not swept.failed and swept.superseded == 0
-        assert await _misplaced(urls, new) == []
+        assert await misplaced(urls, new, PREFIX, None) == []
 
         after = RedisChannelLayer(new, prefix=PREFIX)
         try:
