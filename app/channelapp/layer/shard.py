@@ -259,13 +259,15 @@ class Shard:
             results = await execute_through_failover(wire, commands, self.failover_timeout)
         except MayHaveRun:
             # Written, then the connection broke: at most once, so not sent again.
-            self.refused_uncertain += len(commands)
+            carried = sum(_messages_carried(c) for c in commands)
+            self.refused_uncertain += carried
             log.warning(
-                "redis shard %d (%s): %d script call(s) may have run before the connection "
-                "broke; refused, not sent again (%d so far)",
+                "redis shard %d (%s): %d script call(s) carrying %d message(s) may have run "
+                "before the connection broke; refused, not sent again (%d so far)",
                 self.index,
                 self.name,
                 len(commands),
+                carried,
                 self.refused_uncertain,
             )
             raise
@@ -337,6 +339,14 @@ def open_shards(
         )
         for i, url in enumerate(hosts or ["redis://127.0.0.1:6379/0"])
     ]
+
+
+def _messages_carried(command: tuple[Any, ...]) -> int:
+    """Messages one script call carries: a folded batch of sends (``send_batch``: keys are
+    the three counters' then one list per message) carries one per list; any other one."""
+    if command[1] == SCRIPTS["send_batch"][1]:
+        return max(1, int(command[2]) - 3)
+    return 1
 
 
 class SendBatcher:
