@@ -63,7 +63,7 @@ test: lint ## Run everything: unit, Redis, control-plane, e2e and browser tests,
 
 .PHONY: test-realnode
 test-realnode: cluster-tools node-tools test-images ## Real pods on a real node (root, containerd): helm-installed operator, chat, autoscaling, failures, teardown
-	$(PYTHON) -m pytest -ra -m realnode tests/realnode $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -rA -m realnode tests/realnode $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: ## Only the tests that need neither a cluster nor a browser

@@ -23,6 +23,9 @@ ORDER = (
     "test_real_restricted",
     "test_app_deploys",
     "test_runtime_upgrade",
+    "test_real_reshard",
+    "test_redis_failover",
+    # Stops the node: always last (a module not listed here runs before it).
     "test_real_teardown",
 )
 
@@ -33,9 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _rank(item: pytest.Item) -> int:
+def _rank(item: pytest.Item) -> float:
     name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-    return ORDER.index(name) if name in ORDER else len(ORDER)
+    if name in ORDER:
+        return ORDER.index(name)
+    return ORDER.index("test_real_teardown") - 0.5
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

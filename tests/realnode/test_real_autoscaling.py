@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devtools.realnode.bringup import RealCluster
-from devtools.realnode.jobs import JOB_MS, MAX_WORKERS, SURGE, run_surge
+from devtools.realnode.jobs import JOB_MS, MAX_WORKERS, NAMESPACE, SURGE, run_surge
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.redis]
 
@@ -21,7 +21,11 @@ pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.redis]
 def test_real_workers_scale_out_drain_and_scale_in_losing_nothing(
     real_cluster: RealCluster, real_operator: Any
 ) -> None:
-    run = run_surge(real_cluster)
+    try:
+        run = run_surge(real_cluster)
+    finally:
+        # Its workers and shards would only add noise to the tests after it.
+        real_cluster.kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
     patched, all_ready, scaled_in = run.patched, run.all_ready, run.scaled_in
     assert patched is not None, run.samples[-20:]
     assert all_ready is not None, run.samples[-20:]
