@@ -472,11 +472,11 @@ def start_for_tests() -> ControlPlane:
     """Start a control plane in a temp dir that is stopped at interpreter exit at the latest."""
     ensure_tools()
     plane = ControlPlane(Path(tempfile.mkdtemp(prefix="channelapp-cluster-")))
-    atexit.register(_stop_and_remove, plane)
+    atexit.register(stop_and_remove, plane)
     return plane.start()
 
 
-def _stop_and_remove(plane: ControlPlane) -> None:
+def stop_and_remove(plane: ControlPlane) -> None:
     """A test run leaves nothing behind: the processes stopped, then their data removed."""
     plane.stop()
     shutil.rmtree(plane.workdir, ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.controlplane import ControlPlane, ensure_tools
+from devtools.controlplane import ControlPlane, ensure_tools, stop_and_remove
 from devtools.kube import KubeCluster
 from devtools.realnode.common import BRIDGE_IP
 from devtools.realnode.images import Image, build_images, build_node_tools, missing_tools
@@ -28,12 +28,12 @@ def start_for_tests(images: dict[str, Image]) -> tuple[ControlPlane, RealNode]:
     )
     plane.start()
     node = RealNode(plane)
-    atexit.register(plane.stop)
+    atexit.register(stop_and_remove, plane)
     atexit.register(node.stop)
     try:
         node.start(images)
     except BaseException:
-        plane.stop()
+        stop_and_remove(plane)
         raise
     return plane, node
 
@@ -61,4 +61,4 @@ def started_real_cluster() -> Iterator[RealCluster]:
         yield RealCluster(kube, node, images)
     finally:
         node.stop()
-        plane.stop()
+        stop_and_remove(plane)
