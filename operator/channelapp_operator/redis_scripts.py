@@ -106,9 +106,12 @@ exec redis-server "$@"
 """
 )
 
-# Before a shard pod stops (deleted, evicted, rolled): a master hands over first. It asks the
-# Sentinels for a failover and waits up to 10 s until they name the promoted replica, so
-# clients move at once (+switch-master, READONLY) instead of after down-after-milliseconds.
+# Before a shard pod stops (deleted, evicted, rolled): a master hands over first. It pauses
+# writes and lets its replica catch up (replication is asynchronous: a write the replica has
+# not received would be lost in the switch), asks the Sentinels for a failover and waits up to
+# 10 s until they name the promoted replica, then turns itself into that one's replica before
+# writes resume: the paused ones answer READONLY and clients send them to the new master
+# (+switch-master) instead of writing where the switch would drop them.
 REDIS_PRE_STOP = (
     r"""role="$(timeout 3 redis-cli --no-auth-warning -p 6379 role | head -n 1)" || exit 0
 [ "$role" = master ] || exit 0
@@ -118,6 +121,16 @@ SENTINELS_TO_ASK="$SENTINEL_HOSTS"
 """
     + _ASK
     + r"""
+resume() { timeout 3 redis-cli --no-auth-warning -p 6379 client unpause >/dev/null 2>&1; }
+timeout 3 redis-cli --no-auth-warning -p 6379 client pause 15000 write >/dev/null 2>&1 || true
+i=0
+while [ "$i" -lt 20 ]; do
+  info="$(timeout 3 redis-cli --no-auth-warning -p 6379 info replication | tr -d '\r')" || break
+  offset="$(echo "$info" | sed -n 's/^master_repl_offset://p')"
+  case "$info" in *"offset=$offset,"*) break ;; esac
+  sleep 0.1
+  i=$((i + 1))
+done
 for s in $SENTINEL_HOSTS; do
   answer="$(timeout 3 redis-cli --no-auth-warning --user "$SENTINEL_ADMIN" -h "$s" \
     -p 26379 sentinel failover "$name" 2>/dev/null)" || answer=""
@@ -128,10 +141,13 @@ while [ "$i" -lt 20 ]; do
   sleep 0.5
   master="$(ask "$name" || true)"
   if [ -n "$master" ] && [ "$master" != "$me" ]; then
+    timeout 3 redis-cli --no-auth-warning -p 6379 replicaof "$master" 6379 >/dev/null 2>&1
+    resume
     exit 0
   fi
   i=$((i + 1))
 done
+resume
 """
 )
 

@@ -48,6 +48,7 @@ SEND_EVERY = 10.0  # seconds between one socket's messages (jittered): ~20 a sec
 FAILOVER_SECONDS = 10.0  # from the disruption to Sentinel's +switch-master
 AFTER_SECONDS = 20.0  # chatting after the disruption
 SETTLE_SECONDS = 60.0  # for the last messages to reach every member
+IN_FLIGHT_AT_A_KILL = 3  # sends a SIGKILLed master may have taken unanswered (seen: 0-1)
 
 
 def room_on_shard(shard: int) -> str:
@@ -404,10 +405,9 @@ async def test_a_shard_master_fails_over_under_a_live_room(
         await asyncio.sleep(AFTER_SECONDS)
         stop.set()
         sent = {text: at for c in clients for text, at in c.sent}
-        open_clients = [c for c in clients if c.close_code is None]
 
         def missing() -> int:
-            return sum(len(set(sent) - c.received) for c in open_clients)
+            return sum(len(set(sent) - c.received) for c in clients if c.close_code is None)
 
         deadline = time.monotonic() + SETTLE_SECONDS
         while missing() and time.monotonic() < deadline:
@@ -425,6 +425,7 @@ async def test_a_shard_master_fails_over_under_a_live_room(
     # Each message sent around the failover: delivered to every open socket of the room, or
     # refused (its socket closed with a code right after sending it), or lost.
     closed = [c for c in clients if c.close_code is not None]
+    open_clients = [c for c in clients if c.close_code is None]
     refused_codes = [c.close_code for c in closed]
     gap = [(t, at) for t, at in sent.items() if disrupted - 1 <= at <= switched[0] + 2]
     delivered = [t for t, _ in gap if all(t in c.received for c in open_clients)]
@@ -448,8 +449,13 @@ async def test_a_shard_master_fails_over_under_a_live_room(
     assert new_master != victim
     assert switched[0] - detected <= FAILOVER_SECONDS
     assert switched[0] - disrupted <= FAILOVER_SECONDS + 5
-    # Sockets stay open (a refusal closes with TRY_AGAIN_LATER; none is expected).
-    assert not closed, [(c.index, c.close_code) for c in closed][:5]
+    # Sockets stay open. A handover refuses nothing; a SIGKILL may catch a send already
+    # written to the dead master: it may have run, so (at most once) it is refused and its
+    # socket closed with TRY_AGAIN_LATER, one per send in flight at the kill, never silently.
+    if disruption == "delete":
+        assert not closed, [(c.index, c.close_code) for c in closed][:5]
+    else:
+        assert len(closed) <= IN_FLIGHT_AT_A_KILL, [(c.index, c.close_code) for c in closed]
     assert all(code == TRY_AGAIN_LATER for code in refused_codes)
     # Membership intact and nothing lost: every open socket got every message of the room.
     assert lost_total == 0
