@@ -10,7 +10,9 @@ One shard with one replica and three Sentinels, with the env builders.py gives t
 then the master is (1) SIGKILLed and restarted at once (a container restart), (2) stopped
 as Kubernetes stops a pod (preStop, then SIGTERM) and brought back at another address (a
 pod re-created), (3) SIGKILLed and left down. Each time the Sentinels must name the other
-pod, the data must be on it, and the stopped pod must come back as its replica.
+pod, the data must be on it, and the stopped pod must come back as its replica. During (2)
+a client keeps writing to the old master: what it heard acknowledged must be on the new one
+and nothing else, and no write may be left unanswered (cut while it may have run).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from channelapp_operator import builders, redis_scripts
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PASSWORD = "local-test-password"
 SPEC: dict[str, Any] = {
@@ -166,6 +172,39 @@ def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+class Writer(threading.Thread):
+    """INCRs one key on one server, one at a time, counting each kind of answer: ``ok``
+    (acknowledged), an error reply's code (certainly not run) or ``cut`` (the connection
+    broke with the command written: it may have run)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis(
+            host=host, port=6379, password=PASSWORD, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
+        self.replies: dict[str, int] = {"ok": 0, "cut": 0}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.client.incr("handover")
+                kind = "ok"
+            except redis.ReadOnlyError:
+                kind = "READONLY"
+            except redis.ResponseError as exc:
+                kind = str(exc).split()[0]
+            except (redis.ConnectionError, redis.TimeoutError):
+                kind = "cut"
+            self.replies[kind] = self.replies.get(kind, 0) + 1
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(10)
+        self.client.close()
+
+
 def scenarios(pods: Pods) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pod in SHARDS + SENTINELS:
@@ -174,7 +213,10 @@ def scenarios(pods: Pods) -> dict[str, Any]:
     wait(lambda: all(pods.ready(p) for p in SHARDS + SENTINELS), 60, "every pod ready")
     out["ready_seconds"] = round(time.monotonic() - started, 2)
     out["first_master"] = pods.master()
-    pods.cli("chat-redis-0", "set", "kept", "1")
+    assert pods.cli("chat-redis-0", "set", "kept", "1") == "OK"
+    # Replication is asynchronous: a write the replica has not received dies with a
+    # SIGKILLed master, whatever the scripts do.
+    wait(lambda: pods.cli("chat-redis-1", "get", "kept") == "1", 30, "the replica has the key")
 
     def other(pod: str) -> Callable[[], str | None]:
         def named() -> str | None:
@@ -210,14 +252,19 @@ def scenarios(pods: Pods) -> dict[str, Any]:
     # (2) a pod deleted: preStop, SIGTERM, re-created at another address.
     old = new
     wait(lambda: all(pods.ready(p) for p in SHARDS), 30, "both shard pods ready")
+    writes = Writer(pods.ips[old])
+    writes.start()
+    time.sleep(0.5)
     began = time.monotonic()
     pods.run(old, redis_scripts.REDIS_PRE_STOP)
     pre_stop = time.monotonic() - began
+    writes.stop()
     pods.stop(old, kill=False)
     new = wait(other(old), 30, "a failover on delete")
     out["delete"] = {
         "from": old, "to": new, "pre_stop_seconds": round(pre_stop, 2),
-        "seconds": round(time.monotonic() - began, 2),
+        "seconds": round(time.monotonic() - began, 2), "writes": writes.replies,
+        "writes_on_new": int(pods.cli(new, "get", "handover") or 0),
     }  # fmt: skip
     pods.ips[old] = f"127.0.0.{40 + SHARDS.index(old)}"
     pods.write_hosts()

@@ -106,12 +106,14 @@ exec redis-server "$@"
 """
 )
 
-# Before a shard pod stops (deleted, evicted, rolled): a master hands over first. It pauses
-# writes and lets its replica catch up (replication is asynchronous: a write the replica has
-# not received would be lost in the switch), asks the Sentinels for a failover and waits up to
-# 10 s until they name the promoted replica, then turns itself into that one's replica before
-# writes resume: the paused ones answer READONLY and clients send them to the new master
-# (+switch-master) instead of writing where the switch would drop them.
+# Before a shard pod stops (deleted, evicted, rolled): a master hands over first. It fences
+# writes (``min-replicas-to-write`` above any replica count: every write answers NOREPLICAS
+# at once, certainly not run) and lets its replica catch up (replication is asynchronous: a
+# write the replica has not received would be lost in the switch), asks the Sentinels for a
+# failover and waits up to 10 s until they name the promoted replica, then turns itself into
+# that one's replica. Clients send what was refused to the new master (+switch-master).
+# A fence rather than ``CLIENT PAUSE``: a held write whose connection the switch cuts could
+# have run or not, and the layer refuses it (at most once); a refused one is sent again.
 REDIS_PRE_STOP = (
     r"""role="$(timeout 3 redis-cli --no-auth-warning -p 6379 role | head -n 1)" || exit 0
 [ "$role" = master ] || exit 0
@@ -121,8 +123,11 @@ SENTINELS_TO_ASK="$SENTINEL_HOSTS"
 """
     + _ASK
     + r"""
-resume() { timeout 3 redis-cli --no-auth-warning -p 6379 client unpause >/dev/null 2>&1; }
-timeout 3 redis-cli --no-auth-warning -p 6379 client pause 15000 write >/dev/null 2>&1 || true
+fence() {
+  timeout 3 redis-cli --no-auth-warning -p 6379 config set min-replicas-to-write "$1" >/dev/null 2>&1
+}
+resume() { fence "$MIN_REPLICAS_TO_WRITE"; }
+fence 1000000 || true
 i=0
 while [ "$i" -lt 20 ]; do
   info="$(timeout 3 redis-cli --no-auth-warning -p 6379 info replication | tr -d '\r')" || break

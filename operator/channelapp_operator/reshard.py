@@ -168,11 +168,24 @@ def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
+def _pods_move(count: int) -> str:
+    return f"the app's pods move to {_count(count, 'shard', 'shards')}"
+
+
+def _pronoun(indexes: Sequence[int]) -> str:
+    return "it" if len(indexes) == 1 else "them"
+
+
+def _removed_later(indexes: Sequence[int]) -> str:
+    it, is_, they_are = ("it", "is", "it is") if len(indexes) == 1 else ("them", "are", "they are")
+    return f"{_span(indexes)} {is_} removed once no pod uses {it} and {they_are} empty"
+
+
 def decide(
     contents: Sequence[ShardContents], old: int, new: int, error: str | None = None
 ) -> Decision:
     """Hold or apply a change from ``old`` to ``new`` shards (pure)."""
-    target = f"resharding from {old} to {new} shard(s)"
+    target = f"resharding from {old} to {_count(new, 'shard', 'shards')}"
     if error is not None:
         return Decision(True, f"the shards could not be read ({error}); {target} waits until "
                               "they answer and are empty")  # fmt: skip
@@ -343,8 +356,8 @@ async def plan(
         count = len(builders.shard_urls(app, namespace, applied))
         old_urls = builders.shard_urls(app, namespace, with_redis(spec, leaving))
         urls = builders.shard_urls(app, namespace, applied)
-        waiting = (f"the app's pods move to {count} shard(s); what they write to the old ones "
-                   "meanwhile is moved once they all have")  # fmt: skip
+        waiting = (f"{_pods_move(count)}; what they write to the old ones meanwhile is moved "
+                   "once they all have")  # fmt: skip
         if not await asyncio.to_thread(pods_use, kube, app, namespace, urls):
             return Plan(applied, None, waiting, record(current, app, namespace, waiting, None,
                                                        leaving))  # fmt: skip
@@ -398,8 +411,7 @@ async def _plan(
         urls = builders.shard_urls(app, namespace, with_redis(spec, old_redis))
         new_urls = builders.shard_urls(app, namespace, dict(spec))
         if not await asyncio.to_thread(pods_use, kube, app, namespace, new_urls):
-            waiting = (f"the app's pods move to {count} shard(s); {_span(list(range(count, kept)))}"
-                       " are removed once no pod uses them and they are empty")  # fmt: skip
+            waiting = f"{_pods_move(count)}; {_removed_later(range(count, kept))}"
             return Plan(dict(spec), kept, waiting, record(redis, app, namespace, waiting, kept))
         # What the pods wrote on the retiring shards (and the old places) goes to the new set.
         result, error = await _sweep(kube, app, namespace, uid, redis, urls, new_urls)
@@ -409,7 +421,8 @@ async def _plan(
         if decision.hold:
             return Plan(dict(spec), kept, decision.message,
                         record(redis, app, namespace, decision.message, kept))  # fmt: skip
-        done = f"{_span(list(range(count, kept)))} removed: empty, and no pod uses them"
+        going = range(count, kept)
+        done = f"{_span(going)} removed: empty, and no pod uses {_pronoun(going)}"
         if swept is not None:
             done = f"{swept}; {done}"
         return Plan(dict(spec), None, None, record(redis, app, namespace, None), done)
@@ -425,12 +438,11 @@ async def _plan(
                     record(moving.old_redis, app, namespace, decision.message))  # fmt: skip
     if "managed" in moving.old_redis and "managed" in redis and new < old:
         # Scale-in: the pods move first; the StatefulSet keeps the old shards until then.
-        waiting = (f"the app's pods move to {new} shard(s); {_span(list(range(new, old)))} are"
-                   " removed once no pod uses them and they are empty")  # fmt: skip
+        waiting = f"{_pods_move(new)}; {_removed_later(range(new, old))}"
         return Plan(dict(spec), old, waiting, record(redis, app, namespace, waiting, old),
                     decision.message)  # fmt: skip
-    waiting = (f"the app's pods move to {new} shard(s); what they write to the old ones "
-               "meanwhile is moved once they all have")  # fmt: skip
+    waiting = (f"{_pods_move(new)}; what they write to the old ones meanwhile is moved once "
+               "they all have")  # fmt: skip
     return Plan(dict(spec), None, waiting,
                 record(redis, app, namespace, waiting, None, moving.old_redis),
                 decision.message)  # fmt: skip

@@ -45,42 +45,41 @@ def status_of(redis: dict[str, Any], waiting: str | None = None, **more: Any) ->
             [ShardContents(0), ShardContents(1)],
             None,
             False,
-            "resharding from 2 to 3 shard(s): the shards hold no messages, groups or sessions",
+            "resharding from 2 to 3 shards: the shards hold no messages, groups or sessions",
         ),
         (
             [ShardContents(0, queued=3, groups=1), ShardContents(1, groups=1)],
             None,
             True,
             "3 messages queued and 2 groups with members on shards 0-1; "
-            "resharding from 2 to 3 shard(s) waits until they are empty",
+            "resharding from 2 to 3 shards waits until they are empty",
         ),
         (
             [ShardContents(0), ShardContents(1, queued=1)],
             None,
             True,
-            "1 message queued on shard 1; resharding from 2 to 3 shard(s) waits until they are "
-            "empty",
+            "1 message queued on shard 1; resharding from 2 to 3 shards waits until they are empty",
         ),
         (
             [ShardContents(0, sessions=2), ShardContents(1), ShardContents(2, parked=1)],
             None,
             True,
             "2 sessions and 1 socket with parked messages on shards 0, 2; resharding from 2 to 3 "
-            "shard(s) waits until they are empty",
+            "shards waits until they are empty",
         ),
         (
             [ShardContents(0, queued=1, groups=2, sessions=1)],
             None,
             True,
             "1 message queued, 2 groups with members and 1 session on shard 0; resharding from 2 "
-            "to 3 shard(s) waits until they are empty",
+            "to 3 shards waits until they are empty",
         ),
         (
             [],
             "shard 1: connection refused",
             True,
             "the shards could not be read (shard 1: connection refused); resharding from 2 to 3 "
-            "shard(s) waits until they answer and are empty",
+            "shards waits until they answer and are empty",
         ),
     ],
 )
@@ -200,7 +199,9 @@ def rolled(replicas: int) -> Workload:
 
 
 def test_status_while_waiting_shows_the_old_set_and_why() -> None:
-    why = "3 messages queued on shards 0-1; resharding from 2 to 3 shard(s) waits until they are empty"
+    why = (
+        "3 messages queued on shards 0-1; resharding from 2 to 3 shards waits until they are empty"
+    )
     out = compute_status(
         StatusInputs(
             name="chat",
@@ -389,7 +390,7 @@ def test_a_new_shard_count_waits_for_queued_messages_then_applies(
         live = wait_for(waiting, 60, what="Progressing=ReshardWaiting")
         message = _condition(live, "Progressing")["message"]
         assert "3 messages queued and 1 group with members" in message, message
-        assert "resharding from 2 to 3 shard(s) waits until they are empty" in message
+        assert "resharding from 2 to 3 shards waits until they are empty" in message
         assert _condition(live, "Progressing")["status"] == "False"
         # Held: every pod keeps the old set, and keeps it while the shards hold data.
         time.sleep(RECHECKS * RESHARD_RECHECK)
@@ -501,15 +502,15 @@ PLAN_CASES = [
      (2, None, None, None)),
     ("grow, shards empty: applied, the pods move", managed(1), None, managed(3), True,
      {0: ShardContents(0)},
-     (3, None, "the app's pods move to 3 shard(s); what they write", "resharding from 1 to 3")),
+     (3, None, "the app's pods move to 3 shards; what they write", "resharding from 1 to 3")),
     ("grow, a message waits: held on the old set", managed(1), None, managed(3), True,
      {0: ShardContents(0, queued=1)},
      (1, None, "1 message queued on shard 0", None)),
     ("shrink, empty: the pods move first, the shard pods stay", managed(3), None, managed(1),
      True, {i: ShardContents(i) for i in range(3)},
-     (1, 3, "the app's pods move to 1 shard(s); shards 1-2 are removed", "resharding from 3")),
+     (1, 3, "the app's pods move to 1 shard; shards 1-2 are removed once no pod uses them", "resharding from 3")),
     ("shrink, moving: pods still on the old set", managed(1), 3, managed(1), False, {},
-     (1, 3, "the app's pods move to 1 shard(s)", None)),
+     (1, 3, "the app's pods move to 1 shard;", None)),
     ("shrink, moved, a retiring shard holds a session", managed(1), 3, managed(1), True,
      {0: ShardContents(0, queued=9), 1: ShardContents(1), 2: ShardContents(2, sessions=1)},
      (1, 3, "1 session on shard 2", None)),
@@ -595,3 +596,13 @@ def test_a_sweep_that_cannot_read_the_shards_keeps_waiting(monkeypatch: pytest.M
     plan = asyncio.run(reshard.plan(None, "chat", "ns", "uid", spec, status))  # type: ignore[arg-type]
     assert plan.waiting is not None and "could not be read: connection refused" in plan.waiting
     assert json.loads(plan.record["moving"]) == managed(2)
+
+
+def test_waiting_messages_say_one_shard_in_the_singular() -> None:
+    assert reshard._removed_later(range(2, 3)) == (
+        "shard 2 is removed once no pod uses it and it is empty"
+    )
+    assert reshard._removed_later(range(1, 3)) == (
+        "shards 1-2 are removed once no pod uses them and they are empty"
+    )
+    assert reshard._pods_move(1) == "the app's pods move to 1 shard"

@@ -29,7 +29,11 @@ def test_every_pod_is_admitted_under_pod_security_restricted(
     doc["spec"]["protocol"]["replicas"] = 1
     doc["spec"]["redis"]["managed"]["shards"] = 1
     kube.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(doc))
-    # protocol, worker and one Redis shard; a refused pod shows as a FailedCreate event.
+    app = doc["metadata"]["name"]
+    # protocol, worker, one Redis shard (master and replica) and its Sentinels; a refused pod
+    # shows as a FailedCreate event.
+    expected = [f"{app}-protocol-", f"{app}-worker-", f"{app}-redis-0", f"{app}-redis-1"]
+    expected += [f"{app}-redis-sentinel-{i}" for i in range(3)]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         refused = kube.kubectl(
@@ -39,14 +43,17 @@ def test_every_pod_is_admitted_under_pod_security_restricted(
         assert refused.strip() == "", refused[:2000]
         pods = kube.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
         ready = [
-            p
+            p["metadata"]["name"]
             for p in pods
             if any(
                 c["type"] == "Ready" and c["status"] == "True"
                 for c in p["status"].get("conditions", [])
             )
         ]
-        if len(ready) == 3:
+        if all(any(name.startswith(prefix) for name in ready) for prefix in expected):
             return
         time.sleep(2)
-    raise AssertionError(f"not all three pods Ready: {[p['metadata']['name'] for p in pods]}")
+    raise AssertionError(
+        f"not every pod Ready: expected {expected}, ready {ready}, "
+        f"all {[p['metadata']['name'] for p in pods]}"
+    )

@@ -351,7 +351,7 @@ class RedisMonitor:
 
         async def one(shard: Shard) -> str | None:
             try:
-                await shard.execute("PING")
+                await shard.execute("PING", wait_out_failover=False)
             except ShardUnavailable as exc:
                 return str(exc)
             return None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any, cast
@@ -59,6 +60,9 @@ for _name in SCRIPT_NAMES:
     register_script(
         _name, resources.files("channelapp.layer").joinpath(f"lua/{_name}.lua").read_text()
     )
+
+# Between two sends of an idempotent command whose connection broke after it was written.
+_RESEND_DELAY = 0.05
 
 # Errors that mean "this shard cannot be reached now"; they become ShardUnavailable.
 _DOWN = (
@@ -214,19 +218,42 @@ class Shard:
             if isinstance(reply, Exception):
                 raise reply
 
-    async def execute(self, *command: Any) -> Any:
+    async def execute(self, *command: Any, wait_out_failover: bool = True) -> Any:
         """One idempotent command (GET, SET, DEL) on the multiplexed connection.
 
         A connection found dead (a restarted server, an idle connection dropped on
-        the way) is retried once on a fresh one, as redis-py would. Script calls are
-        never retried: a send that reached Redis before the connection broke would
-        be queued twice.
+        the way) is retried once on a fresh one, as redis-py would; on a Sentinel shard
+        it is sent again, to whichever server is the master, until it is answered or the
+        failover bound runs out. Script calls are never sent again once written: a send
+        that reached Redis before the connection broke would be queued twice. A probe
+        (``wait_out_failover=False``) answers for now instead.
         """
         async with self.guard(str(command[0])):
+            if self._failover_wire is not None and wait_out_failover:
+                return await self._idempotent_through_failover(self._failover_wire, command)
             try:
                 return await self.wire.execute(*command)
             except redis_errors.ConnectionError:
                 return await self.wire.execute(*command)
+
+    async def _idempotent_through_failover(
+        self, wire: SentinelMultiplexedConnection, command: tuple[Any, ...]
+    ) -> Any:
+        """Running it twice does no harm, so "may have run" is sent again too: a session
+        saved while the master hands over waits for the new master instead of failing."""
+        deadline = time.monotonic() + self.failover_timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                (reply,) = await execute_through_failover(wire, [command], left)
+            except MayHaveRun:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(_RESEND_DELAY)
+                continue
+            if isinstance(reply, Exception):
+                raise reply  # a failover reply still, after the bound: guard() says so
+            return reply
 
     async def eval_many(
         self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]

@@ -195,3 +195,34 @@ async def test_the_layer_leaves_a_master_demoted_by_a_manual_failover(
         )
     finally:
         await layer.close()
+
+
+async def test_an_idempotent_command_waits_out_a_fenced_master(sentinels: SentinelGroup) -> None:
+    """A master handing over refuses writes (``NOREPLICAS``: they did not run) until its
+    replica is promoted. A session save (``SET``) is sent again until it is answered, within
+    the failover bound; a health probe (``PING``) answers for now."""
+    layer = RedisChannelLayer([sentinels.url(failover_timeout=5)])
+    shard = layer.shards[0]
+    master = sentinels.client(sentinels.master)
+    try:
+        assert await shard.execute("SET", "before", "1") == b"OK"
+        master.config_set("min-replicas-to-write", 1_000_000)
+        began = time.monotonic()
+        save = asyncio.ensure_future(shard.execute("SET", "session", "s", "EX", 60))
+        await asyncio.sleep(0.5)
+        assert not save.done()  # refused so far, not given up
+        await shard.execute("PING", wait_out_failover=False)  # a probe is not held up
+        master.config_set("min-replicas-to-write", 0)
+        assert await save == b"OK"
+        assert time.monotonic() - began >= 0.5
+        assert master.get("session") == b"s"
+
+        master.config_set("min-replicas-to-write", 1_000_000)
+        began = time.monotonic()
+        with pytest.raises(ShardUnavailable, match="NOREPLICAS"):
+            await shard.execute("SET", "session", "t")
+        assert 4 <= time.monotonic() - began < 8  # the bound, then a clear refusal
+    finally:
+        master.config_set("min-replicas-to-write", 0)
+        master.close()
+        await layer.close()
