@@ -456,7 +456,7 @@ async def execute_through_failover(
             ]
             if not pending:
                 return results
-            await wire.close()  # not the master any more: ask Sentinel again
+            wire.retire()  # not the master any more: ask Sentinel again
     return await _resend_through_failover(wire, commands, results, pending, timeout)
 
 
@@ -492,7 +492,7 @@ async def _resend_through_failover(
                 pending = [i for i in pending if is_failover_reply(results[i])]
                 if not pending:
                     return results
-                await wire.close()  # not the master any more: ask Sentinel again
+                wire.retire()  # not the master any more: ask Sentinel again
         if time.monotonic() + delay > deadline:
             if failure is not None:
                 raise failure

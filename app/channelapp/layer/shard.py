@@ -205,9 +205,10 @@ class Shard:
             await self.pool.disconnect()
 
     async def _after_failover_reply(self) -> None:
-        """READONLY or LOADING: with Sentinel, reconnect (asking where the master is now)."""
+        """READONLY, NOREPLICAS or LOADING: with Sentinel, reconnect (asking where the master
+        is now); what is in flight on the old connection still has its answers."""
         if self.resolver is not None:
-            await self.wire.close()
+            self.wire.retire()
             await self.pool.disconnect(inuse_connections=False)
 
     async def load_scripts(self) -> None:

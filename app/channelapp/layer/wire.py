@@ -114,6 +114,7 @@ class MultiplexedConnection:
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Future[None] | None = None
+        self._close_when_answered = False  # a retired connection: see retire()
 
     @property
     def _usable(self) -> bool:
@@ -268,6 +269,9 @@ class MultiplexedConnection:
                     inflight.popleft()
                     if not batch.future.done():
                         batch.future.set_result(batch.replies)
+                    if not inflight and self._close_when_answered:
+                        self._close_answered()
+                        return
         except (hiredis.ProtocolError, IndexError) as exc:
             self._abort(redis_errors.ConnectionError(f"unparseable reply from redis: {exc}"))
 
@@ -311,6 +315,49 @@ class MultiplexedConnection:
         self._detach(redis_errors.ConnectionError(f"connection to redis lost: {exc or 'closed'}"))
         if self.on_lost is not None:
             self.on_lost()
+
+    def retire(self) -> None:
+        """Take no more commands on this connection (the next call connects anew) but let
+        the ones already written have their replies before it closes.
+
+        For a server that answered that it is not the master (``READONLY``, ``NOREPLICAS``):
+        its answers to the other callers' commands are as certain (each refused one is sent
+        again, a reply is a reply), where closing at once would leave every one of them
+        uncertain, and so refused. Commands not written yet fail as ``NotSent``.
+        """
+        transport, protocol = self._transport, self._protocol
+        if transport is None or protocol is None or self._loop is not asyncio.get_running_loop():
+            return
+        written = deque(batch for batch in self._inflight if batch.written)
+        self._inflight = deque(batch for batch in self._inflight if not batch.written)
+        self._detach(redis_errors.ConnectionError("connection retired"))  # the unwritten
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if not written:
+            transport.close()
+            return
+        old = MultiplexedConnection(
+            self._kwargs,
+            self._class,
+            connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+        )
+        old._loop = self._loop
+        old._transport, old._protocol, old._reader = transport, protocol, self._reader
+        old._inflight = written
+        old._close_when_answered = True
+        protocol.owner = old
+        # No reply in time: those commands fail as on any connection (they may have run).
+        old._watchdog = self._loop.call_later(self.command_timeout, old._check_timeout)
+
+    def _close_answered(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        transport = self._detach(redis_errors.ConnectionError("connection retired"))
+        if transport is not None:
+            transport.close()
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():

@@ -291,3 +291,29 @@ def test_the_sentinels_password_comes_from_the_environment_when_the_url_has_none
     assert given.sentinel_password == "inurl"
     monkeypatch.delenv("CHANNELAPP_REDIS_SENTINEL_PASSWORD")
     assert parse_sentinel_url("redis+sentinel://h1/m").sentinel_password is None
+
+
+async def test_a_refusal_leaves_the_other_callers_commands_their_answers(
+    master_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    """One caller's write answered ``NOREPLICAS`` (a master handing over) reconnects: the
+    commands other callers wrote on the same connection still get their answers, instead
+    of being cut (and refused as "may have run")."""
+    master, _ = master_and_replica
+    admin = redis.Redis(host="127.0.0.1", port=master.port)
+    admin.config_set("min-replicas-to-write", 1_000_000)
+    wire = wire_for(ScriptedResolver([address(master)]))
+    try:
+        await wire.connect()
+        # Both leave in one write: the SET is refused at once; the WAIT (not a write) blocks
+        # its connection for 300 ms, for more replicas than there are, then answers a count.
+        refused = asyncio.ensure_future(execute_through_failover(wire, [("SET", "k", "v")], 0.1))
+        slow = asyncio.ensure_future(execute_through_failover(wire, [("WAIT", 5, 300)], 5))
+        (waited,) = await slow
+        assert isinstance(waited, int), waited
+        (answer,) = await refused
+        assert "NOREPLICAS" in str(answer)
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+        admin.close()
+        await wire.close()
