@@ -270,7 +270,7 @@ class MultiplexedConnection:
                     if not batch.future.done():
                         batch.future.set_result(batch.replies)
                     if not inflight and self._close_when_answered:
-                        self._close_answered()
+                        self._shut("connection retired")
                         return
         except (hiredis.ProtocolError, IndexError) as exc:
             self._abort(redis_errors.ConnectionError(f"unparseable reply from redis: {exc}"))
@@ -351,11 +351,12 @@ class MultiplexedConnection:
         # No reply in time: those commands fail as on any connection (they may have run).
         old._watchdog = self._loop.call_later(self.command_timeout, old._check_timeout)
 
-    def _close_answered(self) -> None:
+    def _shut(self, why: str) -> None:
+        """Close the connection now, failing what is still queued on it with ``why``."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        transport = self._detach(redis_errors.ConnectionError("connection retired"))
+        transport = self._detach(redis_errors.ConnectionError(why))
         if transport is not None:
             transport.close()
 
@@ -363,9 +364,4 @@ class MultiplexedConnection:
         if self._loop is not asyncio.get_running_loop():
             self._forget_other_loop()  # that loop's transport went with it
             return
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        transport = self._detach(redis_errors.ConnectionError("connection closed"))
-        if transport is not None:
-            transport.close()
+        self._shut("connection closed")
