@@ -3,9 +3,10 @@
 Each run starts a master, a replica and three sentinels on loopback (down-after-milliseconds
 1000), sends through a ``redis+sentinel://`` URL from SENDERS coroutines, SIGKILLs the
 master and measures the time from the kill to the first acknowledged send begun after it,
-and to the sentinels naming the replica. It then counts the sends refused (written before
-the connection broke: they may have run, so they are not sent again) and the acknowledged
-messages missing after the failover (acknowledged by the old master, not yet replicated).
+and to the sentinels naming the replica. It then counts the sends written before the
+connection broke (they may have run) that were sent again with their receipts, those refused,
+the messages delivered twice, and the acknowledged messages missing after the failover
+(acknowledged by the old master, not yet replicated).
 
     python -m bench.failover [--runs 5] [--manual] [--min-replicas]
 """
@@ -69,13 +70,16 @@ async def one_run(group: SentinelGroup, *, manual: bool = False) -> dict[str, fl
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*senders)
-        got: set[int] = set()
+        received: list[int] = []
         while batch := await layer.receive_many(["stream"], 5000, timeout=1):
-            got |= {m["i"] for _, m in batch}
+            received += [m["i"] for _, m in batch]
+        got = set(received)
         return {
             "resumed": resumed,
             "promoted": switched,
             "refused": len(refused),
+            "resent": layer.shards[0].resent_with_receipts,
+            "twice": len(received) - len(got),
             "lost": len(set(acked) - got),
             "acked": len(acked),
         }
@@ -116,7 +120,9 @@ def main() -> None:
             f"{r['resumed']:.2f}",
             f"{r['promoted']:.2f}",
             str(int(r["acked"])),
+            str(int(r["resent"])),
             str(int(r["refused"])),
+            str(int(r["twice"])),
             str(int(r["lost"])),
         ]
         for i, r in enumerate(results)
@@ -130,6 +136,8 @@ def main() -> None:
             "",
             "",
             "",
+            "",
+            "",
         ]
     )
     print()
@@ -140,7 +148,9 @@ def main() -> None:
                 "kill -> first send acked (s)",
                 "kill -> sentinels switched (s)",
                 "acknowledged",
+                "sent again (receipts)",
                 "refused (may have run)",
+                "delivered twice",
                 "acknowledged, lost",
             ],
             rows,

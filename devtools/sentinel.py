@@ -18,17 +18,20 @@ import redis
 
 from devtools.procs import free_port
 from devtools.redis import RedisServer
+from devtools.tcp_proxy import TcpProxy
 
 MASTER_NAME = "channelapp"
 
 
 class SentinelProcess:
-    """One ``redis-server --sentinel`` on 127.0.0.1 watching ``master``."""
+    """One ``redis-server --sentinel`` on 127.0.0.1 watching ``master`` (on ``port``, a proxy's,
+    when given)."""
 
     def __init__(
         self,
         master: RedisServer,
         *,
+        port: int | None = None,
         down_after_ms: int,
         failover_timeout_ms: int,
         password: str | None = None,
@@ -48,7 +51,7 @@ class SentinelProcess:
             "daemonize no",
             f"dir {self.dir}",
             "loglevel warning",
-            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 2",
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {port or master.port} 2",
             f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
             f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}",
             f"sentinel parallel-syncs {MASTER_NAME} 1",
@@ -100,12 +103,19 @@ class SentinelProcess:
 
 
 class SentinelGroup:
-    """A master, one replica (``REPLICAOF`` the master) and three sentinels watching them."""
+    """A master, one replica (``REPLICAOF`` the master) and three sentinels watching them; with
+    ``proxy``, the master is known to all by the proxy's port."""
 
-    def __init__(self, servers: list[RedisServer], sentinels: list[SentinelProcess]) -> None:
+    def __init__(
+        self,
+        servers: list[RedisServer],
+        sentinels: list[SentinelProcess],
+        proxy: TcpProxy | None = None,
+    ) -> None:
         self.servers = servers
         self.sentinels = sentinels
         self.master, self.replica = servers
+        self.proxy = proxy
 
     def url(self, *, failover_timeout: float | None = None, db: int = 0) -> str:
         """The layer's ``redis+sentinel://`` URL for this group."""
@@ -213,34 +223,43 @@ def sentinel_group(
     sentinel_password: str | None = None,
     down_after_ms: int = 1000,
     failover_timeout_ms: int = 5000,
+    proxied: bool = False,
 ) -> Iterator[SentinelGroup]:
-    """Start a master, a replica and three sentinels; stop and remove them afterwards."""
+    """Start a master, a replica and three sentinels; stop and remove them afterwards. With
+    ``proxied`` the master is reached through a :class:`TcpProxy` (``group.proxy``)."""
     servers: list[RedisServer] = []
     sentinels: list[SentinelProcess] = []
+    proxy: TcpProxy | None = None
     try:
         master = RedisServer(password=password).start()
         servers.append(master)
+        if proxied:
+            proxy = TcpProxy(master.port)
+        port = proxy.port if proxy is not None else master.port
         replica = RedisServer(password=password).start()
         servers.append(replica)
         with group_client(replica) as client:
             if password:
                 client.config_set("masterauth", password)
-            client.execute_command("REPLICAOF", "127.0.0.1", master.port)
+            client.execute_command("REPLICAOF", "127.0.0.1", port)
         for _ in range(3):
             sentinels.append(
                 SentinelProcess(
                     master,
+                    port=port,
                     down_after_ms=down_after_ms,
                     failover_timeout_ms=failover_timeout_ms,
                     password=sentinel_password,
                 ).start()
             )
-        group = SentinelGroup(servers, sentinels)
+        group = SentinelGroup(servers, sentinels, proxy)
         group.wait_ready()
         yield group
     finally:
         for sentinel in sentinels:
             sentinel.cleanup()
+        if proxy is not None:
+            proxy.close()
         for server in servers:
             server.cleanup()
 

@@ -48,7 +48,6 @@ SEND_EVERY = 10.0  # seconds between one socket's messages (jittered): ~20 a sec
 FAILOVER_SECONDS = 10.0  # from the disruption to Sentinel's +switch-master
 AFTER_SECONDS = 20.0  # chatting after the disruption
 SETTLE_SECONDS = 60.0  # for the last messages to reach every member
-IN_FLIGHT_AT_A_KILL = 5  # sends a SIGKILLed master may have taken unanswered (seen: 0-3)
 
 
 def room_on_shard(shard: int) -> str:
@@ -461,12 +460,9 @@ async def test_a_shard_master_fails_over_under_a_live_room(
     assert switched[0] - disrupted <= FAILOVER_SECONDS + 5
     # Sockets stay open. A handover refuses nothing for good (its fenced writes certainly did
     # not run and go to the new master); a SIGKILL may catch a send already written to the
-    # dead master: it may have run, so (at most once) it is refused and its socket closed
-    # with TRY_AGAIN_LATER, one per send in flight at the kill, never silently.
-    if disruption == "delete":
-        assert not closed, [(c.index, c.close_code) for c in closed][:5]
-    else:
-        assert len(closed) <= IN_FLIGHT_AT_A_KILL, [(c.index, c.close_code) for c in closed]
+    # dead master, and its receipt (which replicates with it) lets it be sent again to the
+    # new master without running twice.
+    assert not closed, [(c.index, c.close_code) for c in closed][:5]
     assert all(code == TRY_AGAIN_LATER for code in refused_codes)
     # Membership intact and nothing lost: every open socket got every message of the room.
     assert lost_total == 0

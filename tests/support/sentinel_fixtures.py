@@ -14,3 +14,11 @@ def sentinels() -> Iterator[SentinelGroup]:
     """A master, its replica and three sentinels (down-after 1 s, failover-timeout 5 s)."""
     with sentinel_group() as group:
         yield group
+
+
+@pytest.fixture
+def proxied_sentinels() -> Iterator[SentinelGroup]:
+    """The same group with the master reached through a TCP proxy (``group.proxy``) that can
+    lose a command or its answer on purpose."""
+    with sentinel_group(proxied=True) as group:
+        yield group

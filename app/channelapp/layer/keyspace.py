@@ -89,6 +89,11 @@ class KeySpace:
         """A socket's next-expected counter and its parked messages."""
         return [self.key("order", socket), self.key("parked", socket)]
 
+    def receipts(self, sender: str) -> str:
+        """The receipts of one layer instance's sending script calls, kept on each Sentinel
+        shard so a call sent again after a failover runs once (``Shard.keep_receipts``)."""
+        return self.key("receipts", sender)
+
     def pattern(self) -> str:
         """SCAN pattern of every key of this app."""
         return f"{self.prefix}:*"

@@ -151,6 +151,9 @@ class RedisChannelLayer(RedisReceiving, BaseChannelLayer):
         self.prefix = self.keys.prefix
         self.ring = self.keys.ring
         self._batchers = [SendBatcher(s) for s in self.shards]
+        receipts = self.keys.receipts(secrets.token_hex(8))
+        for shard in self.shards:
+            shard.keep_receipts(receipts)
         self._expiry_s = max(1, int(expiry))
         # Statistics, registries and lost-state checks over the same shards; it also holds the
         # process name this instance's reply channels carry (see RedisMonitor.server_beat()).

@@ -56,10 +56,19 @@ def register_script(name: str, src: str) -> None:
     SCRIPTS[name] = (src, hashlib.sha1(src.encode()).hexdigest())
 
 
+def _lua(name: str) -> str:
+    return resources.files("channelapp.layer").joinpath(f"lua/{name}.lua").read_text()
+
+
 for _name in SCRIPT_NAMES:
-    register_script(
-        _name, resources.files("channelapp.layer").joinpath(f"lua/{_name}.lua").read_text()
-    )
+    register_script(_name, _lua(_name))
+
+# The scripts that queue messages. On a Sentinel shard each call of one carries a number and
+# leaves a receipt (lua/receipts.lua), so a call whose connection broke after it was written
+# is sent again to the new master instead of refused: its receipt says whether it ran there.
+SENDING_SCRIPTS = ("send", "send_blob", "send_batch", "send_many")
+for _name in SENDING_SCRIPTS:
+    register_script(f"{_name}+receipt", _lua("receipts").replace("--SCRIPT--", _lua(_name)))
 
 # Between two sends of an idempotent command whose connection broke after it was written.
 _RESEND_DELAY = 0.05
@@ -117,6 +126,12 @@ class Shard:
         self.watcher: SwitchWatcher | None = None
         self.failover_timeout = 0.0
         self.refused_uncertain = 0
+        self.resent_with_receipts = 0
+        # Sentinel: the hash this sender's receipts are kept in (see keep_receipts), the
+        # number of its last sending call, the receipts it no longer needs.
+        self.receipts: str | None = None
+        self._call_number = 0
+        self._answered: list[int] = []
         kwargs: dict[str, Any] = {
             "max_connections": max_connections,
             "timeout": 10,  # waiting for a free pooled connection
@@ -173,6 +188,40 @@ class Shard:
 
     def _suspect(self) -> None:
         self.suspect = True
+
+    def keep_receipts(self, key: str) -> None:
+        """On a Sentinel shard, number the sending script calls and keep their receipts in the
+        hash ``key`` (one per sender, under the app's prefix): what may have run when the
+        master failed is sent again, and runs once. Without it such a call is refused."""
+        if self._failover_wire is not None:
+            self.receipts = key
+
+    def _with_receipts(
+        self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]
+    ) -> tuple[list[tuple[str, Sequence[Any], Sequence[Any]]], list[int]]:
+        """The sending calls as their receipt-keeping variants, numbered; the receipts
+        answered since the last call ride along to be dropped."""
+        assert self.receipts is not None
+        numbered: list[tuple[str, Sequence[Any], Sequence[Any]]] = []
+        numbers: list[int] = []
+        forget = ",".join(map(str, self._answered))
+        self._answered.clear()
+        ttl = int(self.failover_timeout) + 30
+        for name, keys, args in calls:
+            if name not in SENDING_SCRIPTS:
+                numbered.append((name, keys, args))
+                continue
+            self._call_number += 1
+            numbers.append(self._call_number)
+            numbered.append(
+                (
+                    f"{name}+receipt",
+                    (*keys, self.receipts),
+                    (*args, self._call_number, forget, ttl),
+                )
+            )
+            forget = ""
+        return numbered, numbers
 
     @contextlib.asynccontextmanager
     async def guard(self, what: str) -> AsyncIterator[None]:
@@ -261,11 +310,19 @@ class Shard:
     ) -> list[Any]:
         """Run many scripts in one pipelined round trip; per-call errors are returned in place."""
         async with self.guard("a script call"):
+            numbers: list[int] = []
+            if self.receipts is not None:
+                calls, numbers = self._with_receipts(calls)
             commands = [
                 ("EVALSHA", SCRIPTS[name][1], len(keys), *keys, *args) for name, keys, args in calls
             ]
             if self._failover_wire is not None:
-                results = await self._through_failover(self._failover_wire, commands)
+                try:
+                    results = await self._through_failover(
+                        self._failover_wire, commands, resend=len(numbers) == len(commands)
+                    )
+                finally:  # answered, or failed for good: either way never sent again
+                    self._answered.extend(numbers)
             else:
                 try:
                     results = await self.wire.execute_many(commands)
@@ -280,11 +337,33 @@ class Shard:
             return results
 
     async def _through_failover(
-        self, wire: SentinelMultiplexedConnection, commands: list[tuple[Any, ...]]
+        self,
+        wire: SentinelMultiplexedConnection,
+        commands: list[tuple[Any, ...]],
+        *,
+        resend: bool = False,
     ) -> list[Any]:
-        """Script calls on a Sentinel shard: waiting out a failover, refusing what may have run."""
+        """Script calls on a Sentinel shard: waiting out a failover. What may have run is sent
+        again when every call keeps a receipt (``resend``), refused otherwise."""
+        deadline = time.monotonic() + self.failover_timeout
         try:
-            results = await execute_through_failover(wire, commands, self.failover_timeout)
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                try:
+                    results = await execute_through_failover(wire, commands, left)
+                    break
+                except MayHaveRun:
+                    if not resend or time.monotonic() >= deadline:
+                        raise
+                    self.resent_with_receipts += len(commands)
+                    log.info(
+                        "redis shard %d (%s): %d script call(s) may have run before the "
+                        "connection broke; sent again, their receipts keep them to one run",
+                        self.index,
+                        self.name,
+                        len(commands),
+                    )
+                    await asyncio.sleep(_RESEND_DELAY)
         except MayHaveRun:
             # Written, then the connection broke: at most once, so not sent again.
             carried = sum(_messages_carried(c) for c in commands)
@@ -372,7 +451,7 @@ def open_shards(
 def _messages_carried(command: tuple[Any, ...]) -> int:
     """Messages one script call carries: a folded batch of sends (``send_batch``: keys are
     the three counters' then one list per message) carries one per list; any other one."""
-    if command[1] == SCRIPTS["send_batch"][1]:
+    if command[1] in (SCRIPTS["send_batch"][1], SCRIPTS["send_batch+receipt"][1]):
         return max(1, int(command[2]) - 3)
     return 1
 

@@ -106,15 +106,15 @@ async def test_the_layer_resumes_on_the_promoted_replica(sentinels: SentinelGrou
         # the instant before the kill may be missing (at most one per concurrent sender).
         lost_before = before - got
         assert len(lost_before) <= SENDERS, sorted(lost_before)
-        # Refused: only those written before the connection broke (they may have run).
-        assert len(refused) <= SENDERS * 2
-        assert all(t < killed_at for t in refused.values()), "a send in the gap was refused"
-        assert shard.refused_uncertain >= len(refused)
+        # Those written before the connection broke (they may have run) are sent again with
+        # their receipts, not refused.
+        assert not refused, sorted(refused)
+        assert shard.refused_uncertain == 0
         print(
             f"\nresumed {resumed:.2f}s after the kill; acknowledged {len(acked)} "
-            f"({len(before)} before, {len(during)} after), refused {len(refused)} "
-            f"(delivered anyway: {len(set(refused) & got)}), acknowledged but lost with the "
-            f"old master: {len(lost_before)}"
+            f"({len(before)} before, {len(during)} after), sent again with receipts "
+            f"{shard.resent_with_receipts}, acknowledged but lost with the old master: "
+            f"{len(lost_before)}"
         )
 
         # The group is intact on the new master, and no state counts as lost.
@@ -224,5 +224,82 @@ async def test_an_idempotent_command_waits_out_a_fenced_master(sentinels: Sentin
         assert 4 <= time.monotonic() - began < 8  # the bound, then a clear refusal
     finally:
         master.config_set("min-replicas-to-write", 0)
+        master.close()
+        await layer.close()
+
+
+async def _failover_with_a_send_in_flight(group: SentinelGroup, lose: str) -> RedisChannelLayer:
+    """One send written to the master through the proxy, then the master SIGKILLed with the
+    send unanswered: ``lose="answer"`` (it ran and reached the replica, its answer was
+    dropped) or ``lose="command"`` (it never reached the master). The send must come back
+    acknowledged, from the promoted replica; the layer is returned to look at its queue."""
+    proxy = group.proxy
+    assert proxy is not None
+    proxy.mark()  # the layer's connections, not the replica's or the sentinels'
+    layer = RedisChannelLayer([group.url(failover_timeout=20)], capacity=100)
+    await layer.send("warm", {"type": "t"})
+    assert await layer.receive("warm") == {"type": "t"}
+    queue = layer.keys.channel("stream")
+    with group.client(group.replica) as replica:
+        if lose == "answer":
+            proxy.drop_replies = True
+        else:
+            proxy.hold_requests = True
+        send = asyncio.ensure_future(layer.send("stream", {"type": "s", "n": 1}))
+        deadline = time.monotonic() + 5
+        if lose == "answer":  # it ran, and the replica has it
+            while replica.llen(queue) < 1:
+                assert time.monotonic() < deadline, "the send never reached the replica"
+                await asyncio.sleep(0.01)
+        else:
+            while proxy.held == 0:
+                assert time.monotonic() < deadline, "the send was never written"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            assert replica.llen(queue) == 0
+        assert not send.done()
+        group.kill_master()
+        await asyncio.wait_for(send, 30)  # acknowledged, not refused as "may have run"
+    return layer
+
+
+@pytest.mark.parametrize("lose", ["answer", "command"])
+async def test_a_send_cut_off_by_a_failover_is_sent_again_and_queued_once(
+    proxied_sentinels: SentinelGroup, lose: str
+) -> None:
+    """A send written when the master died may have run there. Its call carries a receipt
+    that replicates with its effects, so it is sent again to the promoted replica: queued
+    there once whether the dead master ran it (and replicated it) or never saw it."""
+    layer = await _failover_with_a_send_in_flight(proxied_sentinels, lose)
+    try:
+        shard = layer.shards[0]
+        assert shard.resent_with_receipts >= 1
+        assert shard.refused_uncertain == 0
+        got = await layer.receive_many(["stream"], 10, timeout=1)
+        assert [m for _, m in got] == [{"type": "s", "n": 1}]  # once, not twice
+        assert await layer.receive_many(["stream"], 10, timeout=0.5) == []
+    finally:
+        await layer.close()
+
+
+async def test_receipts_are_dropped_once_answered(sentinels: SentinelGroup) -> None:
+    """A sender keeps one receipts hash per shard, holding only what is not yet answered (and
+    the last answers, dropped by its next call); the hash expires once the sender is silent."""
+    layer = RedisChannelLayer([sentinels.url(failover_timeout=5)], capacity=5000)
+    master = sentinels.client(sentinels.master)
+    try:
+        await asyncio.gather(*(layer.send("c", {"type": "t", "i": i}) for i in range(500)))
+        for i in range(50):
+            await layer.send("c", {"type": "t", "i": i})
+        await layer.group_add("room", "member")
+        await layer.group_send("room", {"type": "g"})
+        receipts = layer.shards[0].receipts
+        assert receipts is not None and receipts.startswith(layer.keys.receipts(""))
+        keys = master.keys(layer.keys.receipts("*"))
+        assert keys == [receipts.encode()]
+        assert master.hlen(keys[0]) <= 2
+        assert 0 < master.ttl(keys[0]) <= 5 + 30
+        assert len(await layer.receive_many(["c"], 1000, timeout=1)) == 550
+    finally:
         master.close()
         await layer.close()
