@@ -70,15 +70,17 @@ test-fast: ## Only the tests that need neither a cluster nor a browser
 	$(PYTHON) -m pytest -ra -m 'not cluster and not browser' $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: ## Run the benchmarks (layer, websocket, fanout, sync HTTP, autoscale surge, steady and changing loads) and print their tables
+bench: ## Run the benchmarks (layer, websocket, fanout, idle sockets, sync HTTP, autoscaling, operator scale), print their tables and draw bench/report/
 	$(PYTHON) -m bench.layer
 	$(PYTHON) -m bench.websocket
 	$(PYTHON) -m bench.fanout
+	$(PYTHON) -m bench.idle_sockets
 	$(PYTHON) -m bench.sync_http
 	$(PYTHON) -m bench.autoscale
 	$(PYTHON) -m bench.autoscale_steady
 	$(PYTHON) -m bench.autoscale_processes
 	$(PYTHON) -m bench.operator_scale
+	$(PYTHON) -m bench.report
 
 ##@ Cluster
 

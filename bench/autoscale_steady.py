@@ -22,13 +22,16 @@ a step down until the count was back within needed + 1.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from channelapp.autoscale.policy import ScalingPolicy
 
 from bench.common import pct, table
 from bench.queue_model import KedaLike, PolicyScaler, Run, Scaler, simulate
+from bench.results import save
 
 WINDOW = 10.0  # scale-down stabilization, as `channelapp run`'s default
 MAX = 20
@@ -154,6 +157,28 @@ def _first(run: Run, after: float, test: Callable[[int], bool]) -> str:
     )
 
 
+def series(s: Scenario, run: Run) -> dict[str, list[float]]:
+    """The run over time for the report: workers asked for and needed at each tick, and the
+    p99 queue wait of the messages taken in each second."""
+    by_second: dict[int, list[float]] = defaultdict(list)
+    for started, waited in run.waits:
+        by_second[int(started)].append(waited)
+    seconds = sorted(by_second)
+    # Every tick is too many points to draw: one every 0.25 s, and each change of the count.
+    ticks = [
+        i
+        for i, t in enumerate(run.times)
+        if i == 0 or run.workers[i] != run.workers[i - 1] or int(t * 4) != int(run.times[i - 1] * 4)
+    ]
+    return {
+        "t": [round(run.times[i], 3) for i in ticks],
+        "workers": [run.workers[i] for i in ticks],
+        "needed": [s.needed(run.times[i]) for i in ticks],
+        "wait_t": seconds,
+        "wait_p99": [round(pct(by_second[t], 99), 4) for t in seconds],
+    }
+
+
 def main() -> None:
     print(
         f"# autoscaling under steady and changing loads (queue model, Poisson arrivals, "
@@ -161,7 +186,9 @@ def main() -> None:
         flush=True,
     )
     rows = []
+    kept: list[dict[str, Any]] = []
     for s in scenarios():
+        runs: dict[str, Any] = {}
         for name, make in scalers().items():
             run = simulate(
                 s.rate,
@@ -173,6 +200,8 @@ def main() -> None:
                 startup=s.startup,
             )
             rows.append([s.name, name, *judge(s, run)])
+            runs[name] = series(s, run)
+        kept.append({"load": s.name, "runs": runs})
     print()
     print(
         table(
@@ -191,6 +220,7 @@ def main() -> None:
             rows,
         )
     )
+    save("autoscale_steady", {"max": MAX, "window": WINDOW, "loads": kept})
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import machine, table
+from bench.results import save
 from bench.websocket import daphne, stop
 from devtools.processes import AppProcess
 from devtools.redis import RedisServer
@@ -174,6 +175,15 @@ def main() -> None:
         "sockets refused / closed",
     ]
     print(table(headers, rows))
+    save(
+        "fanout",
+        {
+            "messages": args.messages,
+            "runs": [
+                {"system": system, "room": size, **r} for (system, size), r in results.items()
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

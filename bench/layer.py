@@ -1,11 +1,12 @@
 """Channel layer throughput and latency: channelapp's RedisChannelLayer against channels_redis.
 
 Both run in this process against the same redis-server, in the same run, with the
-same workload: SENDERS coroutines send N messages to one channel while RECEIVERS
-coroutines receive them; each message carries its send time for the latency.
-redis-benchmark's LPUSH/RPOP rate on the same server is printed as the ceiling.
+same workload: S coroutines send N messages to one channel while R coroutines receive
+them (20 + 20 and 1 + 1 by default); each message carries its send time for the latency.
+redis-benchmark's LPUSH/RPOP rate on the same server is printed as the ceiling. The
+figures are kept for the report (bench.results).
 
-    python -m bench.layer [--messages 40000] [--baseline-messages 6000]
+    python -m bench.layer [--messages 40000] [--baseline-messages 6000] [--pairs 20,1]
     python -m bench.layer --sentinel [--messages 40000]   # direct vs redis+sentinel:// URL
 """
 
@@ -20,13 +21,16 @@ import time
 from typing import Any
 
 from bench.common import machine, ms, pct, table
+from bench.results import save
 from devtools.redis import RedisServer
 
 SENDERS = 32
 RECEIVERS = 32
 
 
-async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
+async def run_workload(
+    layer: Any, channel: str, n: int, senders: int = SENDERS, receivers: int = RECEIVERS
+) -> dict[str, float]:
     latencies: list[float] = []
     received = 0
     done = asyncio.Event()
@@ -45,14 +49,14 @@ async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
                 done.set()
 
     started, cpu = time.perf_counter(), time.process_time()
-    receivers = [asyncio.create_task(receiver()) for _ in range(RECEIVERS)]
-    shares = [n // SENDERS + (1 if i < n % SENDERS else 0) for i in range(SENDERS)]
+    tasks = [asyncio.create_task(receiver()) for _ in range(receivers)]
+    shares = [n // senders + (1 if i < n % senders else 0) for i in range(senders)]
     await asyncio.gather(*(sender(share) for share in shares))
     await done.wait()
     elapsed = time.perf_counter() - started
-    for task in receivers:
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*receivers, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "rate": n / elapsed,
         "p50": pct(latencies, 50),
@@ -63,25 +67,25 @@ async def run_workload(layer: Any, channel: str, n: int) -> dict[str, float]:
     }
 
 
-async def bench_channelapp(url: str, n: int) -> dict[str, float]:
+async def bench_channelapp(url: str, n: int, pair: int = SENDERS) -> dict[str, float]:
     from channelapp.layer import RedisChannelLayer
 
     layer = RedisChannelLayer([url], capacity=n + 10, expiry=120)
     try:
-        await run_workload(layer, "warmup", 2000)
-        return await run_workload(layer, "bench", n)
+        await run_workload(layer, "warmup", 2000, pair, pair)
+        return await run_workload(layer, "bench", n, pair, pair)
     finally:
         await layer.flush()
         await layer.close()
 
 
-async def bench_channels_redis(url: str, n: int) -> dict[str, float]:
+async def bench_channels_redis(url: str, n: int, pair: int = SENDERS) -> dict[str, float]:
     from channels_redis.core import RedisChannelLayer
 
     layer = RedisChannelLayer(hosts=[url], capacity=n + 10, expiry=120)
     try:
-        await run_workload(layer, "warmup", 500)
-        return await run_workload(layer, "bench", n)
+        await run_workload(layer, "warmup", 500, pair, pair)
+        return await run_workload(layer, "bench", n, pair, pair)
     finally:
         await layer.flush()
 
@@ -197,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--baseline-messages", type=int, default=6_000)
+    parser.add_argument("--pairs", default="20,1", help="senders (= receivers) per run")
     parser.add_argument(
         "--sentinel", action="store_true", help="direct vs through a redis+sentinel:// URL"
     )
@@ -204,37 +209,49 @@ def main() -> None:
     if args.sentinel:
         sentinel_vs_direct(args.messages)
         return
+    pairs = [int(p) for p in args.pairs.split(",")]
     server = RedisServer().start()
+    measured: list[dict[str, Any]] = []
     try:
         print(f"# channel layer send+receive, one redis-server on loopback ({machine()})")
-        print(f"# {SENDERS} senders, {RECEIVERS} receivers, one channel")
-        ours = asyncio.run(bench_channelapp(server.url, args.messages))
-        print(f"channelapp: {ours['rate']:.0f} msg/s over {ours['n']} messages", flush=True)
-        theirs = asyncio.run(bench_channels_redis(server.url, args.baseline_messages))
-        print(f"channels_redis: {theirs['rate']:.0f} msg/s over {theirs['n']} messages", flush=True)
+        for pair in pairs:
+            # One sender waits for each answer: fewer messages make as long a run.
+            n, baseline = (
+                (args.messages, args.baseline_messages)
+                if pair > 1
+                else (args.messages // 4, args.baseline_messages // 2)
+            )
+            ours = asyncio.run(bench_channelapp(server.url, n, pair))
+            print(f"{pair} + {pair}: channelapp {ours['rate']:,.0f} msg/s ({n})", flush=True)
+            theirs = asyncio.run(bench_channels_redis(server.url, baseline, pair))
+            print(f"{pair} + {pair}: channels_redis {theirs['rate']:,.0f} msg/s", flush=True)
+            measured.append({"senders": pair, "receivers": pair, "systems": {
+                "channelapp": ours, "channels_redis": theirs}})  # fmt: skip
         ceiling = redis_benchmark(server.port)
     finally:
         server.cleanup()
-    rows = [
-        [
-            "channelapp RedisChannelLayer",
-            f"{ours['rate']:,.0f}",
-            ms(ours["p50"]),
-            ms(ours["p99"]),
-            f"{ours['rate'] / theirs['rate']:.1f}x",
-        ],
-        [
-            "channels_redis 4.3 RedisChannelLayer",
-            f"{theirs['rate']:,.0f}",
-            ms(theirs["p50"]),
-            ms(theirs["p99"]),
-            "1.0x",
-        ],
-    ]
+    rows = []
+    for m in measured:
+        ours, theirs = m["systems"]["channelapp"], m["systems"]["channels_redis"]
+        for label, r in (("channelapp", ours), ("channels_redis", theirs)):
+            rows.append(
+                [
+                    f"{m['senders']} + {m['receivers']}",
+                    label,
+                    f"{r['rate']:,.0f}",
+                    ms(r["p50"]),
+                    ms(r["p99"]),
+                    f"{r['rate'] / theirs['rate']:.1f}x",
+                ]
+            )
     for op, rate in ceiling.items():
-        rows.append([f"redis-benchmark {op} (ceiling, 16 clients)", f"{rate:,.0f}", "-", "-", "-"])
+        rows.append(
+            ["16 clients", f"redis-benchmark {op} (ceiling)", f"{rate:,.0f}", "-", "-", "-"]
+        )
     print()
-    print(table(["layer", "messages/s", "p50 ms", "p99 ms", "vs channels_redis"], rows))
+    print(table(["senders + receivers", "layer", "messages/s", "p50 ms", "p99 ms",
+                 "vs channels_redis"], rows))  # fmt: skip
+    save("layer", {"pairs": measured, "ceiling": ceiling})
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 Same client, same run, same machine: C connections each send a frame and wait for
 its echo, over and over, for D seconds.
 
-- channelapp: protocol server process -> Redis -> worker process -> Redis -> back;
+- channelapp: protocol server process -> Redis -> worker process -> Redis -> back, on
+  asyncio's event loop and on uvloop (``CHANNELAPP_LOOP``);
 - daphne, in-process echo consumer (no channel layer);
 - daphne, echo through channels_redis (the consumer's frame takes a trip through Redis).
 
-    python -m bench.websocket [--connections 50] [--seconds 8]
+    python -m bench.websocket [--connections 100,1000] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import aiohttp
 from channelapp.autoscale.local import wait_for_port
 
 from bench.common import machine, ms, pct, table
+from bench.results import save
 from devtools.processes import AppProcess
 from devtools.procs import free_port
 from devtools.redis import RedisServer
@@ -92,57 +94,70 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--connections", default="100,1000", help="socket counts, one run each")
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
+    counts = [int(c) for c in args.connections.split(",")]
+    # (system, connections) -> figures
+    results: dict[tuple[str, int], dict[str, float]] = {}
     server = RedisServer().start()
     logs = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+    ours = "channelapp: protocol -> Redis -> worker"
+    base = "daphne + Channels, in-process echo"
     try:
-        env = {"CHANNELAPP_REDIS_URLS": server.url}
-        proto = AppProcess("protocol", "channelapp.examples.echo:app", env, logs).start()
-        worker = AppProcess("worker", "channelapp.examples.echo:app", env, logs).start()
-        try:
-            results["channelapp: protocol -> Redis -> worker"] = asyncio.run(
-                drive(f"ws://127.0.0.1:{proto.port}/ws/echo/", args.connections, args.seconds)
-            )
-        finally:
-            worker.stop()
-            proto.stop()
-        print("channelapp done", flush=True)
+        for label, loop in ((ours, "asyncio"), (f"{ours}, on uvloop", "uvloop")):
+            env = {"CHANNELAPP_REDIS_URLS": server.url, "CHANNELAPP_LOOP": loop}
+            proto = AppProcess("protocol", "channelapp.examples.echo:app", env, logs).start()
+            worker = AppProcess("worker", "channelapp.examples.echo:app", env, logs).start()
+            try:
+                for count in counts:
+                    results[(label, count)] = asyncio.run(
+                        drive(f"ws://127.0.0.1:{proto.port}/ws/echo/", count, args.seconds)
+                    )
+                    print(f"{label}, {count} connections done", flush=True)
+            finally:
+                worker.stop()
+                proto.stop()
         for label, app in (
-            ("daphne + Channels, in-process echo", "inprocess"),
+            (base, "inprocess"),
             ("daphne + Channels, echo via channels_redis", "via_redis"),
         ):
             proc, port = daphne(app, server.url)
             try:
-                results[label] = asyncio.run(
-                    drive(f"ws://127.0.0.1:{port}/ws/echo/", args.connections, args.seconds)
-                )
+                for count in counts:
+                    results[(label, count)] = asyncio.run(
+                        drive(f"ws://127.0.0.1:{port}/ws/echo/", count, args.seconds)
+                    )
+                    print(f"{label}, {count} connections done", flush=True)
             finally:
                 stop(proc)
-            print(f"{label} done", flush=True)
     finally:
         server.cleanup()
         shutil.rmtree(logs, ignore_errors=True)
-    base = results["daphne + Channels, in-process echo"]["rate"]
     rows = [
         [
+            f"{count:,}",
             label,
             f"{r['rate']:,.0f}",
             ms(r["p50"]),
             ms(r["p99"]),
-            f"{r['rate'] / base:.2f}x",
+            f"{r['rate'] / results[(base, count)]['rate']:.2f}x",
             str(int(r["errors"])),
         ]
-        for label, r in results.items()
+        for (label, count), r in sorted(results.items(), key=lambda kv: kv[0][1])
     ]
-    print(f"\n# WebSocket echo, {args.connections} connections, {args.seconds:g} s ({machine()})")
-    print(
-        table(
-            ["server", "round trips/s", "p50 ms", "p99 ms", "vs daphne in-process", "sockets lost"],
-            rows,
-        )
+    print(f"\n# WebSocket echo, {args.seconds:g} s per run ({machine()})")
+    headers = ["connections", "server", "round trips/s", "p50 ms", "p99 ms"]
+    print(table([*headers, "vs daphne in-process", "sockets lost"], rows))
+    save(
+        "websocket",
+        {
+            "seconds": args.seconds,
+            "runs": [
+                {"system": label, "connections": count, **r}
+                for (label, count), r in results.items()
+            ],
+        },
     )
 
 

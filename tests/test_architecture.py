@@ -60,6 +60,7 @@ GROUPS: dict[str, list[str]] = {
         "channelapp.loading",
         "channelapp.dev",
         "channelapp.cli",
+        "channelapp.event_loop",
         "channelapp.__main__",
         "channelapp.autoscale.local",
     ],
@@ -107,6 +108,9 @@ FUNCTION_LOCAL: dict[tuple[str, str], str] = {
     ("channelapp.sync", "django.apps"): OPTIONAL_DJANGO,
     ("channelapp.sync", "django.conf"): OPTIONAL_DJANGO,
     ("channelapp.sync", "django.db"): OPTIONAL_DJANGO,
+    ("channelapp.event_loop", "uvloop"): (
+        "uvloop is an optional dependency (the uvloop extra), imported only when chosen"
+    ),
     ("channelapp.cli", "channelapp.server.protocol"): COMMAND_PROCESS,
     ("channelapp.cli", "channelapp.worker.main"): COMMAND_PROCESS,
     ("channelapp.cli", "channelapp.dev"): COMMAND_PROCESS,

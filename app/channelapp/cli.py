@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
@@ -11,7 +10,7 @@ import re
 import sys
 from typing import Any
 
-from channelapp import __version__, sync
+from channelapp import __version__, event_loop, sync
 from channelapp.application import App
 from channelapp.loading import AppLoadError, load_app
 from channelapp.settings import Settings, check_values
@@ -268,7 +267,7 @@ def _run_asgi(args: argparse.Namespace) -> int:
             )
         from channelapp.channels_worker import run_channel_worker_async
 
-        asyncio.run(
+        event_loop.run(
             run_channel_worker_async(
                 application,
                 args.channels,
@@ -281,7 +280,7 @@ def _run_asgi(args: argparse.Namespace) -> int:
         return 0
     from channelapp.server.asgi_host import run_asgi_async
 
-    asyncio.run(run_asgi_async(application, settings, args.host, args.port))
+    event_loop.run(run_asgi_async(application, settings, args.host, args.port))
     return 0
 
 
@@ -289,13 +288,13 @@ def _run(args: argparse.Namespace, app: App | None) -> int:
     if args.command == "protocol":
         from channelapp.server.protocol import run_protocol_async
 
-        asyncio.run(run_protocol_async(app, args.host, args.port))
+        event_loop.run(run_protocol_async(app, args.host, args.port))
         return 0
     assert app is not None  # every other command names its app
     if args.command == "worker":
         from channelapp.worker.main import run_worker_async
 
-        asyncio.run(
+        event_loop.run(
             run_worker_async(
                 app,
                 metrics_host=args.metrics_host,
@@ -307,7 +306,7 @@ def _run(args: argparse.Namespace, app: App | None) -> int:
     elif args.command == "dev":
         from channelapp.dev import run_dev_async
 
-        asyncio.run(run_dev_async(app, args.host, args.port))
+        event_loop.run(run_dev_async(app, args.host, args.port))
         _exit_past_stuck_threads()
     elif args.command == "run":
         from channelapp.autoscale.local import run_local

@@ -1,0 +1,320 @@
+"""The benchmarks' latest figures as a page of charts: ``bench/report/README.md`` and one SVG
+per chart beside it, drawn with matplotlib from what each benchmark saved (bench.results).
+
+A benchmark that has not run yet is listed as missing; nothing is drawn from a guess.
+
+    python -m bench.report [--data DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench.results import REPORT, load_all, results_dir
+
+# One colour per system, the same on every chart.
+COLOURS = {
+    "channelapp": "#1f6feb",
+    "channels_redis": "#d1242f",
+    "daphne": "#d1242f",
+    "redis-benchmark": "#6e7781",
+    "demand": "#1f6feb",
+    "depth-only": "#bf8700",
+    "KEDA-like": "#d1242f",
+}
+ORDER = ("channelapp", "demand", "depth-only", "channels_redis", "daphne", "KEDA-like")
+
+
+def colour(system: str) -> str:
+    if system.startswith("channelapp") and "uvloop" in system:
+        return "#54aeff"
+    for key in ORDER:
+        if system.startswith(key):
+            if key == "daphne" and "via channels_redis" in system:
+                return "#8250df"
+            return COLOURS[key]
+    return "#6e7781"
+
+
+def _figure(panels: int, width: float = 5.0) -> tuple[Figure, list[Axes]]:
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 3.6), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _save(fig: Figure, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.svg", format="svg")
+    plt.close(fig)
+    return f"{name}.svg"
+
+
+def _bars(ax: Axes, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
+    """Grouped bars: one group per x label, one bar per system, its value written on it."""
+    width = 0.8 / max(1, len(series))
+    for i, (system, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        bars = ax.bar(xs, values, width, label=system, color=colour(system))
+        ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _short(v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    if v >= 10_000:
+        return f"{v / 1000:.0f}k"
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.1f}"
+
+
+def layer(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    pairs = data["pairs"]
+    groups = [f"{p['senders']} + {p['receivers']}" for p in pairs]
+    systems = list(pairs[0]["systems"])
+    fig, (rate_ax, p99_ax) = _figure(2)
+    _bars(
+        rate_ax,
+        groups,
+        {s: [p["systems"][s]["rate"] for p in pairs] for s in systems},
+        "messages/s",
+    )
+    for op, rate in data.get("ceiling", {}).items():
+        rate_ax.axhline(rate, ls="--", lw=1, color=COLOURS["redis-benchmark"])
+        rate_ax.annotate(f"redis-benchmark {op}", (0, rate), fontsize=7, va="bottom")
+    rate_ax.set_title("Layer throughput, one channel (senders + receivers)")
+    rate_ax.legend(fontsize=8)
+    _bars(
+        p99_ax,
+        groups,
+        {s: [p["systems"][s]["p99"] * 1000 for p in pairs] for s in systems},
+        "p99 ms (send to receive)",
+    )
+    p99_ax.set_title("Layer latency, p99")
+    rows = [
+        f"| {g} | {s} | {p['systems'][s]['rate']:,.0f} | {p['systems'][s]['p99'] * 1000:.2f} |"
+        for g, p in zip(groups, pairs, strict=True)
+        for s in systems
+    ]
+    rows += [
+        f"| 16 clients | redis-benchmark {op} | {r:,.0f} | - |"
+        for op, r in data.get("ceiling", {}).items()
+    ]
+    table = ["| senders + receivers | layer | messages/s | p99 ms |", "|---|---|---|---|", *rows]
+    return [_save(fig, out, "layer")], table
+
+
+def _by_system(runs: list[dict[str, Any]], x: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: r[x]):
+        out.setdefault(run["system"], []).append(run)
+    return out
+
+
+def websocket(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    systems = _by_system(data["runs"], "connections")
+    counts = sorted({r["connections"] for r in data["runs"]})
+    groups = [f"{c:,} sockets" for c in counts]
+    fig, (rate_ax, p99_ax) = _figure(2, 6.0)
+    _bars(
+        rate_ax,
+        groups,
+        {s: [r["rate"] for r in runs] for s, runs in systems.items()},
+        "round trips/s",
+    )
+    rate_ax.set_title("WebSocket echo throughput")
+    rate_ax.legend(fontsize=7)
+    _bars(
+        p99_ax,
+        groups,
+        {s: [r["p99"] * 1000 for r in runs] for s, runs in systems.items()},
+        "p99 ms",
+    )
+    p99_ax.set_title("WebSocket echo round trip, p99")
+    table = [
+        "| sockets | server | round trips/s | p99 ms | sockets lost |",
+        "|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['connections']:,} | {s} | {r['rate']:,.0f} | {r['p99'] * 1000:.1f} | {int(r['errors'])} |"
+        for s, runs in systems.items()
+        for r in runs
+    ]
+    return [_save(fig, out, "websocket")], table
+
+
+def fanout(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    systems = _by_system(data["runs"], "room")
+    rooms = sorted({r["room"] for r in data["runs"]})
+    fig, (ax,) = _figure(1, 6.5)
+    _bars(
+        ax,
+        [f"room of {n:,}" for n in rooms],
+        {s: [r["rate"] for r in runs] for s, runs in systems.items()},
+        "deliveries/s",
+    )
+    ax.set_title(f"Room fan-out, {data['messages']} messages back to back")
+    ax.legend(fontsize=8)
+    table = ["| room | server | deliveries/s | delivered | problems |", "|---|---|---|---|---|"]
+    table += [
+        f"| {r['room']:,} | {s} | {r['rate']:,.0f} | {int(r['delivered']):,} / {int(r['expected']):,} | {r['problems']} |"
+        for s, runs in systems.items()
+        for r in runs
+    ]
+    return [_save(fig, out, "fanout")], table
+
+
+def idle_sockets(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    fig, (ax,) = _figure(1, 6.5)
+    table = [
+        "| server | sockets | KB per socket | RSS MB | after closing all | with them again |",
+        "|---|---|---|---|---|---|",
+    ]
+    for system, r in data["systems"].items():
+        steps = r["steps"]
+        ax.plot(
+            [s["sockets"] for s in steps],
+            [s["per_socket"] for s in steps],
+            marker="o",
+            label=system,
+            color=colour("channelapp" if system.startswith("channelapp") else "daphne"),
+        )
+        for s in steps:
+            table.append(
+                f"| {system} | {s['sockets']:,} | {s['per_socket']:.1f} | {s['rss'] / 1024:.0f} | | |"
+            )
+        table[-1] = (
+            table[-1][:-4] + f" {r['after_close'] / 1024:.0f} | {r['reopened'] / 1024:.0f} |"
+        )
+    ax.axhline(10, ls="--", lw=1, color="#6e7781")
+    ax.annotate("10 KB", (ax.get_xlim()[0], 10), fontsize=7, va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("idle WebSockets on one server process")
+    ax.set_ylabel("RSS KB per socket")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Memory per idle WebSocket")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return [_save(fig, out, "idle_sockets")], table
+
+
+def autoscale_steady(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    """Per load: workers asked for by each policy against workers needed, and queue wait."""
+    charts = []
+    table = [
+        "| load | policy | workers mean (needed) | seconds outside [need, need+1] | wait p99 max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for i, load in enumerate(data["loads"]):
+        fig, (workers_ax, wait_ax) = _figure(2, 6.0)
+        needed_drawn = False
+        for policy, run in load["runs"].items():
+            if not needed_drawn:
+                workers_ax.plot(
+                    run["t"], run["needed"], color="black", ls="--", lw=1, label="needed"
+                )
+                needed_drawn = True
+            workers_ax.step(
+                run["t"], run["workers"], where="post", color=colour(policy), lw=1.2, label=policy
+            )
+            wait_ax.plot(
+                run["wait_t"],
+                [w * 1000 for w in run["wait_p99"]],
+                color=colour(policy),
+                lw=1,
+                label=policy,
+            )
+            # Time-weighted: each sample holds until the next one.
+            t, workers, needed_at = run["t"], run["workers"], run["needed"]
+            spans = [b - a for a, b in pairwise(t)]
+            outside = sum(
+                span
+                for span, w, n in zip(spans, workers, needed_at, strict=False)
+                if not n <= w <= n + 1
+            )
+            total = sum(spans) or 1.0
+            mean = sum(span * w for span, w in zip(spans, workers, strict=False)) / total
+            needed = sum(span * n for span, n in zip(spans, needed_at, strict=False)) / total
+            worst = max(run["wait_p99"], default=0.0) * 1000
+            table.append(
+                f"| {load['load']} | {policy} | {mean:.1f} ({needed:.1f}) | {outside:.0f} | {worst:,.0f} |"
+            )
+        workers_ax.set_title(f"{load['load']}: workers", fontsize=9)
+        workers_ax.set_xlabel("s")
+        workers_ax.set_ylabel("workers")
+        workers_ax.legend(fontsize=7)
+        wait_ax.set_title(f"{load['load']}: queue wait p99 per second", fontsize=9)
+        wait_ax.set_yscale("symlog", linthresh=10)
+        wait_ax.set_xlabel("s")
+        wait_ax.set_ylabel("ms")
+        wait_ax.legend(fontsize=7)
+        for ax in (workers_ax, wait_ax):
+            ax.grid(alpha=0.3)
+        charts.append(_save(fig, out, f"autoscale_steady_{i + 1}"))
+    return charts, table
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], tuple[list[str], list[str]]]]] = {
+    "layer": ("Channel layer (`python -m bench.layer`)", layer),
+    "websocket": ("WebSocket echo (`python -m bench.websocket`)", websocket),
+    "fanout": ("Room fan-out (`python -m bench.fanout`)", fanout),
+    "idle_sockets": ("Memory per idle WebSocket (`python -m bench.idle_sockets`)", idle_sockets),
+    "autoscale_steady": (
+        "Autoscaling under steady and changing loads (`python -m bench.autoscale_steady`)",
+        autoscale_steady,
+    ),
+}
+
+
+def render(data_dir: Path, out: Path) -> Path:
+    """Draw every benchmark found in ``data_dir`` into ``out``; returns the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    found = load_all(data_dir)
+    lines = [
+        "# Benchmark report",
+        "",
+        "Drawn by `python -m bench.report` (`make bench` runs the benchmarks, then this) from the",
+        "figures each benchmark saved on its latest run. Every system runs on the same machine in the",
+        "same run.",
+        "",
+    ]
+    for name, (title, draw) in SECTIONS.items():
+        lines += [f"## {title}", ""]
+        data = found.get(name)
+        if data is None:
+            lines += ["Not run yet.", ""]
+            continue
+        charts, table = draw(data, out)
+        lines += [f"{data['machine']}, {data['at']}.", ""]
+        lines += [f"![{name}]({chart})" for chart in charts]
+        lines += ["", *table, ""]
+    page = out / "README.md"
+    page.write_text("\n".join(lines))
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="figures (bench/report/data)")
+    parser.add_argument("--out", type=Path, default=REPORT, help="where the page goes")
+    args = parser.parse_args()
+    page = render(args.data or results_dir(), args.out)
+    print(f"report: {page}")
+
+
+if __name__ == "__main__":
+    main()
