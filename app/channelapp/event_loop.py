@@ -42,7 +42,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except StartupError:
         main.close()  # never awaited: no "was never awaited" warning after the error
         raise
-    log.info("event loop: %s", choice)
     if choice == "uvloop":
+        # Said only when not the default: a refused start-up stays one line on stderr.
+        log.info("event loop: uvloop")
         return uvloop.run(main)
     return asyncio.run(main)
