@@ -1,8 +1,8 @@
 """One accepted WebSocket: frames in as ``websocket.receive``, replies out through its outbox.
 
-Three coroutines per socket: the reader (the socket's own task) sends the client's frames
-to the workers, the feeder moves replies from the layer into the socket's bounded outbox as
-they arrive, the writer writes them out. A client too slow for its outbox is closed with 1008
+Three tasks per socket: the reader sends the client's frames to the workers, the
+feeder moves replies from the layer into the socket's bounded outbox as they arrive,
+the writer writes them out. A client too slow for its outbox is closed with 1008
 (and cut off if it does not take the close frame within ``CLOSE_GRACE``). However
 the socket ends, the application gets its ``websocket.disconnect``.
 """
@@ -80,6 +80,7 @@ class SocketSession:
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
         feeder = asyncio.create_task(self._feed(writer))
+        reader = asyncio.create_task(self._read())
         code: int = WSCloseCode.ABNORMAL_CLOSURE
         if self.early_overflow:
             log.warning(
@@ -90,37 +91,19 @@ class SocketSession:
             metrics.WEBSOCKETS_TOO_SLOW.inc()
             feeder.cancel()
             await self._close_for(writer, TOO_SLOW, "client too slow")
-        # The reader runs in this task (a task less per socket). It ends when the client
-        # closes; the feeder ends first only when it closed the socket (too slow, bad reply),
-        # and then it wakes the read, which a client that reads nothing would not end.
-        me = asyncio.current_task()
-        reading = woken = False
-
-        def feeder_ended(_: asyncio.Task[None]) -> None:
-            nonlocal woken
-            if reading and me is not None and not me.done():
-                woken = True
-                me.cancel()
-
-        feeder.add_done_callback(feeder_ended)
         try:
-            try:
-                reading = True
-                code = await self._read()
-            except asyncio.CancelledError:
-                if not woken or me is None or me.uncancel() > 0:
-                    raise  # cancelled from outside too: the server is stopping
-            except Exception:
-                pass
-            finally:
-                reading = False
+            # The feeder ends first only when it closed the socket (too slow, bad reply).
+            await asyncio.wait([reader, feeder], return_when=asyncio.FIRST_COMPLETED)
         finally:
             writer.cancel()
+            reader.cancel()
             if self.closed_with is None:
                 feeder.cancel()  # else it is closing the socket, within CLOSE_GRACE
-            for task in (feeder, writer):
+            for task in (feeder, reader, writer):
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await task
+            if reader.done() and not reader.cancelled() and reader.exception() is None:
+                code = reader.result()
             code = self.closed_with or code
             if self.ws.close_code is None and not self.ws.closed:
                 await self.close(code, "")
