@@ -14,6 +14,7 @@ import asyncio
 import json
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
 
 from bench.common import machine, table
-from bench.hpa_model import sweep
+from bench.hpa_model import simulate, sweep
+from bench.results import save
 from devtools.controlplane import start_for_tests
 from devtools.kube import KubeCluster
 from devtools.operator import CRD, OperatorProcess, load_example
@@ -52,6 +54,41 @@ def watch_until(cluster: KubeCluster, ns: str, want: int, timeout: float) -> flo
             return time.monotonic() - started
         time.sleep(0.05)
     raise RuntimeError(f"replicas did not reach {want} within {timeout}s")
+
+
+class ReplicaTrace(threading.Thread):
+    """The worker Deployment's replicas every ``every`` seconds from its start: (t, replicas)."""
+
+    def __init__(self, cluster: KubeCluster, ns: str, every: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.ns, self.every = cluster, ns, every
+        self.points: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            self.points.append(
+                (round(time.monotonic() - started, 2), replicas(self.cluster, self.ns))
+            )
+            self.stop.wait(self.every)
+
+
+def model_trace(hold: float, until: float) -> dict[str, list[float]]:
+    """The KEDA-like model's replicas over the same trace, the surge at t = 0, for one phase
+    (the surge lands half a poll and half a sync before the next ones)."""
+    lead = 30.0
+    changes = simulate(
+        lambda t: SURGE if lead <= t < lead + hold else 0,
+        start=1,
+        min_replicas=1,
+        max_replicas=MAX,
+        target=TARGET,
+        until=lead + until,
+        poll_phase=lead % 30 + 15,
+        sync_phase=lead % 15 + 7.5,
+    )
+    return {"t": [t - lead for t, _ in changes], "workers": [r for _, r in changes]}
 
 
 def main() -> None:
@@ -130,7 +167,37 @@ def main() -> None:
             rows,
         )
     )
-    print(json.dumps({"channelapp": ours, "keda_like": {"up": keda_up, "down": keda_down}}))
+    print(
+        json.dumps(
+            {
+                "channelapp": {"up": ours["up"], "down": ours["down"]},
+                "keda_like": {"up": keda_up, "down": keda_down},
+            }
+        )
+    )
+    until = HOLD + 360.0  # past the model's 300 s scale-down window
+    drained = ours["drained_at"]
+    save(
+        "autoscale",
+        {
+            "surge": SURGE,
+            "target": TARGET,
+            "max": MAX,
+            "window": WINDOW,
+            "up": ours["up"],
+            "down": ours["down"],
+            "keda_up": keda_up,
+            "keda_down": keda_down,
+            "needed": {"t": [-10.0, 0.0, drained, until], "workers": [1, MAX, 1, 1]},
+            "systems": {
+                "channelapp operator (measured)": {
+                    "t": [t for t, _ in ours["trace"]] + [until],
+                    "workers": [r for _, r in ours["trace"]] + [ours["trace"][-1][1]],
+                },
+                "KEDA-like (model, one phase)": model_trace(drained, until),
+            },
+        },
+    )
 
 
 async def run_trace(cluster: KubeCluster, ns: str, urls: list[str], prefix: str) -> dict[str, Any]:
@@ -139,8 +206,10 @@ async def run_trace(cluster: KubeCluster, ns: str, urls: list[str], prefix: str)
         urls, prefix=prefix, password="bench", capacity=SURGE * 2, expiry=3600
     )
     channels = ["http.request", "websocket.receive", "websocket.connect"]
+    trace = ReplicaTrace(cluster, ns)
     try:
         t0 = time.monotonic()
+        trace.start()
         await asyncio.gather(
             *(layer.send(channels[i % 3], {"type": "x", "n": i}) for i in range(SURGE))
         )
@@ -151,13 +220,16 @@ async def run_trace(cluster: KubeCluster, ns: str, urls: list[str], prefix: str)
         t1 = time.monotonic()
         await asyncio.to_thread(watch_until, cluster, ns, 1, WINDOW + 60)
         down = time.monotonic() - t1
+        await asyncio.sleep(2.0)  # a few samples at the floor
     finally:
+        trace.stop.set()
+        await asyncio.to_thread(trace.join, 5)
         await layer.close()
     print(
         f"channelapp: surge -> {MAX} workers in {up:.2f}s; drained -> 1 worker in {down:.1f}s",
         flush=True,
     )
-    return {"up": up, "down": down}
+    return {"up": up, "down": down, "drained_at": t1 - t0, "trace": trace.points}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import os
 import random
 import secrets
 import time
+from collections import defaultdict
 from typing import Any
 
 from channelapp.autoscale.local import WorkerPool, read_sample
@@ -30,6 +31,7 @@ from channelapp.autoscale.signals import Load, LoadTracker
 from channelapp.layer import RedisChannelLayer
 
 from bench.common import machine, pct, table
+from bench.results import save
 from devtools.redis import redis_servers
 
 APP = "channelapp.examples.jobs:app"
@@ -124,6 +126,25 @@ async def run_policy(
         "wait": f"{pct(steady_waits, 50) * 1000:.0f} / {pct(steady_waits, 99) * 1000:.0f}",
         "lost": str(outstanding[0]),
         "sent": sent[0],
+        "series": series(counts, waits, needed),
+    }
+
+
+def series(
+    counts: list[tuple[float, int]], waits: list[tuple[float, float]], needed: int
+) -> dict[str, list[Any]]:
+    """The run over time for the report, in bench.autoscale_steady's shape: workers running
+    at each poll against the workers needed, and the p99 queue wait of each second's answers."""
+    by_second: dict[int, list[float]] = defaultdict(list)
+    for answered, waited in waits:
+        by_second[int(answered)].append(waited)
+    seconds = sorted(by_second)
+    return {
+        "t": [round(t, 3) for t, _ in counts],
+        "workers": [c for _, c in counts],
+        "needed": [needed] * len(counts),
+        "wait_t": seconds,
+        "wait_p99": [round(pct(by_second[t], 99), 4) for t in seconds],
     }
 
 
@@ -140,6 +161,7 @@ def main() -> None:
         flush=True,
     )
     rows = []
+    runs: dict[str, Any] = {}
     with redis_servers(1) as (server,):
         for name, demand in (
             ("demand (arrival rate x handling time)", True),
@@ -148,6 +170,7 @@ def main() -> None:
             result = asyncio.run(
                 run_policy(server.url, demand, opts.seconds, opts.rate, opts.ms, opts.max)
             )
+            runs[name.split(" (")[0]] = result.pop("series")
             print(f"{name}: {result}", flush=True)
             rows.append(
                 [
@@ -175,6 +198,8 @@ def main() -> None:
             rows,
         )
     )
+    load = f"{opts.rate:g} jobs/s x {opts.ms:g} ms on worker processes"
+    save("autoscale_processes", {"max": opts.max, "loads": [{"load": load, "runs": runs}]})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from channelapp.layer import RedisChannelLayer
 from channelapp.layer.keyspace import app_prefix
 
 from bench.common import machine, table
+from bench.results import save
 from devtools.controlplane import ControlPlane, start_for_tests
 from devtools.kube import KubeCluster
 from devtools.operator import CRD, OperatorProcess
@@ -381,6 +382,7 @@ def main() -> None:
     print(f"# operator cost per app, poll 1 s ({machine()})", flush=True)
     rows = []
     raw: dict[str, Any] = {}
+    saved: list[dict[str, Any]] = []
     runs = [(apps, None) for apps in args.apps]
     if args.compare:
         runs += [(apps, str(Path(args.compare).resolve())) for apps in args.apps]
@@ -408,6 +410,7 @@ def main() -> None:
             plane.stop()
         raw[f"{apps} {which}"] = results
         for phase, r in results.items():
+            saved.append({"apps": apps, "operator": which, "load": phase, **r})
             rows.append(
                 [
                     str(apps),
@@ -443,6 +446,7 @@ def main() -> None:
             rows,
         )
     )
+    save("operator_scale", {"window": args.window, "runs": saved})
 
 
 if __name__ == "__main__":

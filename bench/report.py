@@ -217,6 +217,14 @@ def idle_sockets(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]
 
 
 def autoscale_steady(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    return _policies_over_time(data, out, "autoscale_steady")
+
+
+def autoscale_processes(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    return _policies_over_time(data, out, "autoscale_processes")
+
+
+def _policies_over_time(data: dict[str, Any], out: Path, name: str) -> tuple[list[str], list[str]]:
     """Per load: workers asked for by each policy against workers needed, and queue wait."""
     charts = []
     table = [
@@ -268,8 +276,121 @@ def autoscale_steady(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
         wait_ax.legend(fontsize=7)
         for ax in (workers_ax, wait_ax):
             ax.grid(alpha=0.3)
-        charts.append(_save(fig, out, f"autoscale_steady_{i + 1}"))
+        charts.append(_save(fig, out, f"{name}_{i + 1}"))
     return charts, table
+
+
+def _hbars(ax: Axes, labels: list[str], values: list[float], xlabel: str) -> None:
+    """One horizontal bar per system, named on the y axis, its value written beside it."""
+    bars = ax.barh(labels, values, color=[colour(label) for label in labels])
+    ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7, padding=2)
+    ax.invert_yaxis()  # the first system on top
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def sync_http(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    runs = data["runs"]
+    fig, (rate_ax, p99_ax) = _figure(2, 6.5)
+    labels = [r["system"] for r in runs]
+    _hbars(rate_ax, labels, [r["rate"] for r in runs], "requests/s")
+    rate_ax.set_title(
+        f"Sync HTTP: {data['requests']} requests x {data['work_ms']:g} ms, "
+        f"{data['concurrency']} in flight",
+        fontsize=9,
+    )
+    _hbars(p99_ax, labels, [r["p99"] * 1000 for r in runs], "p99 ms")
+    p99_ax.set_yticks(range(len(labels)), [""] * len(labels))  # named on the left chart
+    p99_ax.set_title("Sync HTTP: p99", fontsize=9)
+    table = [
+        "| server | requests/s | p50 ms | p99 ms | wall s | failures |",
+        "|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['system']} | {r['rate']:,.0f} | {r['p50'] * 1000:.1f} | {r['p99'] * 1000:.1f} "
+        f"| {r['wall']:.2f} | {r['failures']} |"
+        for r in runs
+    ]
+    return [_save(fig, out, "sync_http")], table
+
+
+def autoscale(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    """A surge on the real control plane: the operator's replicas against the KEDA-like model's."""
+    fig, (ax,) = _figure(1, 9.0)
+    needed = data["needed"]
+    ax.step(
+        needed["t"], needed["workers"], where="post", color="black", ls="--", lw=1, label="needed"
+    )
+    for system, trace in data["systems"].items():
+        key = "channelapp" if system.startswith("channelapp") else "KEDA-like"
+        ax.step(trace["t"], trace["workers"], where="post", color=colour(key), lw=1.4, label=system)
+    ax.set_xlabel("s from the surge")
+    ax.set_ylabel("worker replicas")
+    ax.set_title(
+        f"A surge of {data['surge']} messages (target {data['target']} per worker, "
+        f"max {data['max']}), drained after {needed['t'][2]:.0f} s"
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    table = [
+        "| autoscaler | surge -> max workers (s) | drained -> 1 worker (s) |",
+        "|---|---|---|",
+        f"| channelapp operator (measured) | {data['up']:.2f} | {data['down']:.1f} |",
+        f"| KEDA-like (model, mean over phases) | {data['keda_up']:.1f} | {data['keda_down']:.1f} |",
+    ]
+    return [_save(fig, out, "autoscale")], table
+
+
+def operator_scale(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    """Per app count and load: polls and status writes per app, and the CPU each part used."""
+    runs = sorted(data["runs"], key=lambda r: (r["operator"], r["load"], r["apps"]))
+    fig, (cpu_ax, rate_ax) = _figure(2, 6.0)
+    labels = [
+        f"{r['apps']} {r['load']}" + ("" if r["operator"] == "this tree" else " (old)")
+        for r in runs
+    ]
+    bottom = [0.0] * len(runs)
+    for part, shade in (("operator", "#1f6feb"), ("apiserver", "#bf8700"), ("etcd", "#6e7781")):
+        values = [r[f"cpu_{part}"] for r in runs]
+        cpu_ax.bar(labels, values, bottom=bottom, label=part, color=shade)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    cpu_ax.axhline(100, ls="--", lw=1, color="black")
+    cpu_ax.set_ylabel("% of one core")
+    cpu_ax.set_title("Operator, API server and etcd CPU")
+    cpu_ax.legend(fontsize=8)
+    cpu_ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    xs = range(len(runs))
+    rate_ax.bar(
+        [x - 0.2 for x in xs], [r["polls"] for r in runs], 0.4, label="polls/app/s", color="#1f6feb"
+    )
+    rate_ax.bar(
+        [x + 0.2 for x in xs],
+        [r["watched_writes"] for r in runs],
+        0.4,
+        label="status writes/app/s",
+        color="#d1242f",
+    )
+    rate_ax.set_xticks(list(xs), labels)
+    rate_ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    rate_ax.set_title("Polls and status writes per app per second")
+    rate_ax.legend(fontsize=8)
+    for ax in (cpu_ax, rate_ax):
+        ax.grid(axis="y", alpha=0.3)
+    table = [
+        "| apps | operator | load | polls/app/s | status writes/app/s | CPU % operator / API server / etcd | surge -> replicas s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['apps']:,} | {r['operator']} | {r['load']} | {r['polls']:.2f} | {r['watched_writes']:.3f} "
+        f"| {r['cpu_operator']:.1f} / {r['cpu_apiserver']:.1f} / {r['cpu_etcd']:.1f} "
+        f"| {r['surge']:.2f} |"
+        if "surge" in r
+        else f"| {r['apps']:,} | {r['operator']} | {r['load']} | {r['polls']:.2f} | {r['watched_writes']:.3f} "
+        f"| {r['cpu_operator']:.1f} / {r['cpu_apiserver']:.1f} / {r['cpu_etcd']:.1f} | - |"
+        for r in runs
+    ]
+    return [_save(fig, out, "operator_scale")], table
 
 
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], tuple[list[str], list[str]]]]] = {
@@ -277,10 +398,17 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], Path], tuple[list[str],
     "websocket": ("WebSocket echo (`python -m bench.websocket`)", websocket),
     "fanout": ("Room fan-out (`python -m bench.fanout`)", fanout),
     "idle_sockets": ("Memory per idle WebSocket (`python -m bench.idle_sockets`)", idle_sockets),
+    "sync_http": ("Sync HTTP consumers (`python -m bench.sync_http`)", sync_http),
+    "autoscale": ("Autoscaling a surge, real API server (`python -m bench.autoscale`)", autoscale),
     "autoscale_steady": (
         "Autoscaling under steady and changing loads (`python -m bench.autoscale_steady`)",
         autoscale_steady,
     ),
+    "autoscale_processes": (
+        "Autoscaling real worker processes (`python -m bench.autoscale_processes`)",
+        autoscale_processes,
+    ),
+    "operator_scale": ("Operator cost per app (`python -m bench.operator_scale`)", operator_scale),
 }
 
 

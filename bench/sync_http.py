@@ -38,6 +38,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import machine, ms, pct, table
+from bench.results import save
 from bench.websocket import daphne, stop
 from devtools.processes import AppProcess
 from devtools.redis import RedisServer
@@ -262,6 +263,25 @@ def main() -> None:
             f"{'' if django.ok else ', it had failures'})"
         )
     print("\nSummary: " + "; ".join(parts) + ".")
+    save(
+        "sync_http",
+        {
+            "requests": opts.requests,
+            "concurrency": opts.concurrency,
+            "work_ms": opts.work_ms,
+            "runs": [
+                {
+                    "system": r.label,
+                    "wall": r.wall,
+                    "rate": r.rate,
+                    "p50": r.p50 if r.latencies else float("nan"),
+                    "p99": r.p99 if r.latencies else float("nan"),
+                    "failures": len(r.failures),
+                }
+                for r in runs
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":
