@@ -21,6 +21,7 @@ from channelapp.layer.common import (
     WorkerReport,
 )
 from channelapp.layer.monitor import LayerMonitor
+from channelapp.layer.subscription import Deliver, Ended, ReceiveLoop, Subscription
 
 __all__ = [
     "BaseChannelLayer",
@@ -57,6 +58,12 @@ class BaseChannelLayer(abc.ABC):
         (then returns ``[]``). Each channel's own order is kept. This is the
         worker's batch receive: one round trip per shard for many messages.
         """
+
+    def subscribe(self, channel: str, deliver: Deliver, ended: Ended) -> Subscription:
+        """Call ``deliver(message)`` for every message of ``channel`` as it arrives, in order,
+        until the subscription is cancelled; ``ended(exc)`` once if the layer stops serving
+        it (see :mod:`channelapp.layer.subscription`). Here: a task receiving in a loop."""
+        return ReceiveLoop(self.receive, channel, deliver, ended)
 
     @abc.abstractmethod
     async def new_channel(self, prefix: str = "specific") -> str:

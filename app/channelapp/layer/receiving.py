@@ -7,8 +7,10 @@ what is left back to the head of its list, so a worker that stops loses nothing.
 
 ``receive_many()`` (a worker's batches) pops every shard of its channels at once and,
 when nothing waits, blocks on one pop per shard; a shard found down is set aside for a
-while so the others serve on. ``receive()`` (sockets, request bodies) shares one reader
-task per list among all its receivers, waking only those it fed.
+while so the others serve on. ``receive()`` (request bodies, replies awaited once) shares
+one reader task per list among all its receivers, waking only those it fed.
+``subscribe()`` (a protocol server's sockets) hands a reply channel's messages to a
+callback straight from the reader of the process's reply list: no task waits per socket.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from channelapp.layer.keyspace import KeySpace
 from channelapp.layer.names import is_process_specific
 from channelapp.layer.serializers import MessageCorrupt, Serializer, unframe
 from channelapp.layer.shard import Shard
+from channelapp.layer.subscription import (
+    RETRY_SECONDS,
+    Deliver,
+    Ended,
+    ReceiveLoop,
+    Subscription,
+)
 
 log = logging.getLogger("channelapp.layer")
 
@@ -34,7 +43,7 @@ BLOCK_SECONDS = 1.0  # longest single blocking pop; bounds shutdown and cancella
 # Most messages one receive() fetches for the receivers waiting on its channel.
 RECEIVE_PREFETCH_MAX = 64
 # Most replies one pop takes from a process's reply list.
-REPLY_BATCH = 256
+REPLY_BATCH = 2048
 # The key of a message stored out of line (see the layer's send): the channel's list
 # carries ``{OUT_OF_LINE: [token, read once]}``, which receiving replaces by the message.
 OUT_OF_LINE = "__channelapp_out_of_line__"
@@ -43,6 +52,28 @@ OUT_OF_LINE = "__channelapp_out_of_line__"
 def _retrieved(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+class _Subscriber:
+    """One subscribed reply channel: where its messages go, straight from the reader."""
+
+    __slots__ = ("cancelled", "channel", "deliver", "ended", "fetching", "key", "owner")
+
+    def __init__(
+        self, owner: RedisReceiving, channel: str, key: str, deliver: Deliver, ended: Ended
+    ) -> None:
+        self.owner = owner
+        self.channel = channel
+        self.key = key
+        self.deliver = deliver
+        self.ended = ended
+        self.cancelled = False
+        self.fetching = False  # an out-of-line body is being read: later messages wait for it
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.owner._unsubscribe(self)
 
 
 class RedisReceiving:
@@ -75,6 +106,9 @@ class RedisReceiving:
         self._last_purge = time.monotonic()
         # Shards receive_many() leaves out until then (monotonic): found down, retried later.
         self._down_until: dict[int, float] = {}
+        # Reply channels whose messages go to a callback as the reader deposits them.
+        self._subscribers: dict[str, _Subscriber] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
 
     def _receivable(self, channel: str) -> str:
         """``channel``, if this instance may receive on it (the layer decides)."""
@@ -134,9 +168,15 @@ class RedisReceiving:
     # --- receive --------------------------------------------------------------------------
 
     def _wake_named(self) -> None:
-        """Wake the receive()s of the names just deposited (not every waiting name)."""
+        """Wake the receive()s of the names just deposited (not every waiting name), and hand
+        subscribed names their messages."""
         fresh, self._fresh = self._fresh, set()
+        subscribers = self._subscribers
         for name in fresh:
+            sub = subscribers.get(name)
+            if sub is not None:
+                self._hand_over(sub)
+                continue
             for fut in self._name_waiters.get(name, ()):
                 if not fut.done():
                     fut.set_result(None)
@@ -188,7 +228,9 @@ class RedisReceiving:
             return
         self._last_purge = time.monotonic()
         for name in list(self._stash):
-            if not self.expire_fetched and (name in taking or name in self._name_waiters):
+            if not self.expire_fetched and (
+                name in taking or name in self._name_waiters or name in self._subscribers
+            ):
                 continue  # fetched for a receiver: kept until it takes it
             queue = self._stash[name]
             while queue and now - queue[0][0] > self.expiry:
@@ -311,6 +353,114 @@ class RedisReceiving:
         if failures and len(failures) == len(tasks):
             raise failures[0]
 
+    # --- subscriptions --------------------------------------------------------------------
+
+    def subscribe(self, channel: str, deliver: Deliver, ended: Ended) -> Subscription:
+        """Messages of one of this process's reply channels handed to ``deliver`` by the
+        reader of the process's reply list as it pops them (what waits already, at once).
+
+        Another channel is served by a receive loop (:class:`ReceiveLoop`). One subscription
+        per channel; a second one, or a receive() beside it, is refused.
+        """
+        self._receivable(channel)
+        if not is_process_specific(channel):
+            return ReceiveLoop(self.receive, channel, deliver, ended)
+        if channel in self._subscribers or channel in self._name_waiters:
+            raise ValueError(f"{channel!r} is already being received")
+        if self._closing:
+            raise ChannelLayerError("the channel layer is closing")
+        key = self.keys.channel(channel)
+        sub = _Subscriber(self, channel, key, deliver, ended)
+        self._subscribers[channel] = sub
+        self._key_waiting[key] += 1  # the reader serves the subscriber like a receiver
+        self._ensure_reader(channel, key)
+        self._hand_over(sub)
+        return sub
+
+    def _unsubscribe(self, sub: _Subscriber) -> None:
+        if self._subscribers.get(sub.channel) is not sub:
+            return
+        del self._subscribers[sub.channel]
+        self._key_waiting[sub.key] -= 1
+        if not self._key_waiting[sub.key]:
+            del self._key_waiting[sub.key]
+
+    def _hand_over(self, sub: _Subscriber) -> None:
+        """Deliver what the stash holds for ``sub``, in order; an out-of-line body is read
+        first (the messages after it wait)."""
+        if sub.fetching:
+            return
+        queue = self._stash.get(sub.channel)
+        now = time.time()
+        while queue and not sub.cancelled:
+            ts, body, _key, _item = queue.popleft()
+            if self.expire_fetched and now - ts > self.expiry:
+                continue
+            try:
+                message = self._serializer.loads(body)
+            except MessageCorrupt as exc:
+                log.error("dropping undecodable message on %r: %s", sub.channel, exc)
+                continue
+            if OUT_OF_LINE in message:
+                sub.fetching = True
+                task = asyncio.get_running_loop().create_task(self._fetch_for(sub, message))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
+                return
+            try:
+                sub.deliver(message)
+            except Exception:
+                log.exception("delivering a message of %s failed", sub.channel)
+        if queue is not None and not queue:
+            self._stash.pop(sub.channel, None)
+
+    async def _fetch_for(self, sub: _Subscriber, reference: Message) -> None:
+        try:
+            whole = await self._in_line(sub.channel, reference[OUT_OF_LINE])
+        except Exception as exc:
+            log.error(
+                "dropping a large message on %r: its body could not be read: %s", sub.channel, exc
+            )
+            whole = None
+        finally:
+            sub.fetching = False
+        if whole is not None and not sub.cancelled:
+            try:
+                sub.deliver(whole)
+            except Exception:
+                log.exception("delivering a message of %s failed", sub.channel)
+            # One turn of the loop for the subscriber to start on a message this large (a
+            # socket's writer takes it out of its bounded outbox) before the ones that
+            # arrived behind it are handed over, as a receive() loop would come back.
+            await asyncio.sleep(0)
+        self._hand_over(sub)
+
+    def _ensure_reader(self, channel: str, key: str) -> asyncio.Task[None]:
+        reader = self._readers.get(key)
+        if reader is None or reader.done():
+            if reader is not None and reader.done() and not reader.cancelled():
+                reader.exception()
+            reader = asyncio.get_running_loop().create_task(self._read(channel, key))
+            reader.add_done_callback(functools.partial(self._reader_done, key))
+            self._readers[key] = reader
+        return reader
+
+    def _subscribers_of(self, key: str) -> list[_Subscriber]:
+        return [sub for sub in self._subscribers.values() if sub.key == key]
+
+    def _restart_for_subscribers(self, key: str) -> None:
+        subs = self._subscribers_of(key)
+        if subs and not self._closing:
+            self._ensure_reader(subs[0].channel, key)
+
+    def _end_subscribers(self, subs: Iterable[_Subscriber], exc: BaseException) -> None:
+        for sub in list(subs):
+            sub.cancel()
+            try:
+                sub.ended(exc)
+            except Exception:
+                log.exception("ending the subscription of %s failed", sub.channel)
+
     async def receive_many(
         self,
         channels: Iterable[str],
@@ -363,13 +513,9 @@ class RedisReceiving:
                 continue
             if self._closing:
                 raise ChannelLayerError("the channel layer is closing")
-            reader = self._readers.get(key)
-            if reader is None or reader.done():
-                if reader is not None and reader.done() and not reader.cancelled():
-                    reader.exception()
-                reader = asyncio.get_running_loop().create_task(self._read(channel, key))
-                reader.add_done_callback(functools.partial(self._reader_done, key))
-                self._readers[key] = reader
+            if channel in self._subscribers:
+                raise ValueError(f"{channel!r} is subscribed: its messages go to the subscriber")
+            reader = self._ensure_reader(channel, key)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._name_waiters[channel].append(fut)
             self._key_futures[key].add(fut)
@@ -401,9 +547,19 @@ class RedisReceiving:
         # otherwise keep one finished reader per streamed request it ever received.
         if self._readers.get(key) is task:
             del self._readers[key]
-        if not task.cancelled():
-            task.exception()  # its receivers raise it; retrieved here if none are left
+        exc = None if task.cancelled() else task.exception()  # receivers raise it too
         self._wake_key(key)
+        if exc is None or self._closing:
+            return
+        if isinstance(exc, ShardUnavailable):
+            # Subscribers wait the outage out: one line, then the reader starts again.
+            if self._subscribers_of(key):
+                log.error("receiving this process's replies: %s", exc)
+                asyncio.get_running_loop().call_later(
+                    RETRY_SECONDS, self._restart_for_subscribers, key
+                )
+            return
+        self._end_subscribers(self._subscribers_of(key), exc)
 
     def _wake_key(self, key: str) -> None:
         """The reader of ``key`` ended (nobody left to feed, an error, closing)."""
@@ -428,7 +584,16 @@ class RedisReceiving:
         """Pop the list of ``channel`` while anyone waits on it; deposits wake the addressees."""
         shard_index = self.keys.shard_index(channel)
         replies = is_process_specific(channel)
-        while (waiting := self._waiting(channel, key)) > 0 and not self._closing:
+        while not self._closing:
+            waiting = self._waiting(channel, key)
+            if waiting <= 0:
+                # A receiver just fed usually asks again within its next step: one turn of
+                # the loop later it is waiting again, and this reader serves it instead of
+                # a new one being started per message.
+                await asyncio.sleep(0)
+                waiting = self._waiting(channel, key)
+                if waiting <= 0 or self._closing:
+                    return
             # A reply list holds the replies of every socket of this process: take many.
             count = REPLY_BATCH if replies else min(RECEIVE_PREFETCH_MAX, waiting)
             # Shielded: cancelling the reader must not cancel a pop that may hold messages.
@@ -460,6 +625,9 @@ class RedisReceiving:
         (new receives are refused) until the layer clears it.
         """
         self._closing = True
+        self._end_subscribers(
+            self._subscribers.values(), ChannelLayerError("the channel layer is closing")
+        )
         for waiters in self._name_waiters.values():
             for fut in waiters:
                 if not fut.done():

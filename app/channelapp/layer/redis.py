@@ -322,25 +322,27 @@ class RedisChannelLayer(RedisReceiving, BaseChannelLayer):
             blob, blob_ttl = body, self._blob_ttl_ms()
             blob_key, body = self._out_of_line(once=False)
         sent, full, registry = self._meta_keys()
-        per_shard: dict[int, tuple[list[str], list[Any]]] = {}
+        # Per shard, per list: the members queued on it (a process's reply channels share one).
+        lists: dict[int, dict[str, tuple[int, str, list[bytes]]]] = {}
         for channel in members:
-            keys, args = per_shard.setdefault(
-                self.ring.shard_for(channel),
-                (
-                    [sent, full, registry, blob_key or self.keys.key("blob", "")],
-                    [self._expiry_s, blob, blob_ttl],
-                ),
-            )
-            keys.append(self._key(channel))
-            args += [
-                self._item(channel, body),
-                self._list_capacity(channel),
-                self._counter_name(channel),
-            ]
-        results = await asyncio.gather(
-            *(self.shards[i].eval("send_many", k, a) for i, (k, a) in per_shard.items()),
-            return_exceptions=True,
-        )
+            key = self._key(channel)
+            on_shard = lists.setdefault(self.ring.shard_for(channel), {})
+            entry = on_shard.get(key)
+            if entry is None:
+                entry = on_shard[key] = (
+                    self._list_capacity(channel),
+                    self._counter_name(channel),
+                    [],
+                )
+            entry[2].append(self._item(channel, body))
+        calls = []
+        for index, on_shard in lists.items():
+            keys = [sent, full, registry, blob_key or self.keys.key("blob", ""), *on_shard]
+            args: list[Any] = [self._expiry_s, blob, blob_ttl]
+            for capacity, name, items in on_shard.values():
+                args += [len(items), capacity, name, *items]
+            calls.append(self.shards[index].eval("send_many", keys, args))
+        results = await asyncio.gather(*calls, return_exceptions=True)
         full_members: list[str] = []
         failure: BaseException | None = None
         for result in results:
