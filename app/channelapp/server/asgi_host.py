@@ -15,7 +15,7 @@ speak it (Django's) is served without it.
 A socket's session is the split server's: what it would send to the workers goes to the
 application's ``receive()`` here, and what the application ``send()``s waits on the
 socket's own in-process reply queue (:class:`InProcessReplies`), from which the session's
-feeder moves it into the outbox.
+subscription (a receive loop) moves it into the outbox.
 """
 
 from __future__ import annotations

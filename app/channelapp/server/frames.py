@@ -7,6 +7,7 @@ skipped, not copied) and fails the socket with 1002 at the first unmasked frame.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
@@ -66,6 +67,21 @@ class MaskedFramesOnly:
 
     def feed_eof(self) -> None:
         self._reader.feed_eof()
+
+
+TEXT, BINARY = 0x1, 0x2
+_LEN7, _LEN16, _LEN64 = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
+
+
+def server_frame(payload: bytes, opcode: int) -> bytes:
+    """One whole unmasked frame, as a server sends it (RFC 6455 5.2), uncompressed."""
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        return _LEN7.pack(first, n) + payload
+    if n < 1 << 16:
+        return _LEN16.pack(first, 126, n) + payload
+    return _LEN64.pack(first, 127, n) + payload
 
 
 def close_code_allowed_on_the_wire(code: int) -> bool:
