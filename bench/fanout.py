@@ -4,7 +4,8 @@ Same client, same run, same machine: N sockets join one room; one of them sends 
 messages back to back; every socket should get every message (N x M deliveries).
 The rate is deliveries over the time from the first send to the last delivery;
 deliveries that never arrive (within 15 s) are counted as lost, and sockets
-refused or closed by the server are reported.
+refused or closed by the server are reported. The client (bench.raw_websocket) counts
+frames from their headers as bytes arrive, so it keeps up with the servers it measures.
 
 - channelapp: the chat example, protocol server process -> Redis -> worker process
   (group_send) -> Redis -> protocol server;
@@ -17,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from bench.common import machine, table
+from bench.raw_websocket import CountingSocket, open_sockets
 from bench.results import save
 from bench.websocket import daphne, stop
 from devtools.processes import AppProcess
@@ -36,75 +36,47 @@ from devtools.redis import RedisServer
 QUIET = 15.0  # seconds a socket may wait for its next message before it counts the rest lost
 
 
-async def open_room(
-    http: aiohttp.ClientSession, url: str, size: int
-) -> tuple[list[aiohttp.ClientWebSocketResponse], list[str]]:
-    """The sockets that opened, and why the others did not."""
-    sockets: list[aiohttp.ClientWebSocketResponse] = []
-    refused: list[str] = []
-    for start in range(0, size, 200):
-        opened = await asyncio.gather(
-            *(http.ws_connect(url, heartbeat=None) for _ in range(min(200, size - start))),
-            return_exceptions=True,
-        )
-        for ws in opened:
-            if isinstance(ws, BaseException):
-                refused.append(repr(ws)[:120])
-            else:
-                sockets.append(ws)
-    return sockets, refused
-
-
-async def take(
-    ws: aiohttp.ClientWebSocketResponse, want: int, last: list[float], ends: list[str]
-) -> int:
-    got = 0
-    while got < want:
-        try:
-            msg = await asyncio.wait_for(ws.receive(), QUIET)
-        except TimeoutError:
-            break
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            ends.append(f"{msg.type.name} {msg.data}")
-            break
-        got += 1
-        last[0] = max(last[0], time.perf_counter())
-    return got
+async def until_quiet(sockets: list[CountingSocket], want: list[int]) -> None:
+    """Until every socket has ``want`` text frames, or none arrived for QUIET seconds."""
+    progress, seen = time.perf_counter(), -1
+    while True:
+        got = sum(min(s.texts, w) for s, w in zip(sockets, want, strict=True))
+        if got == sum(want):
+            return
+        if got != seen:
+            progress, seen = time.perf_counter(), got
+        elif time.perf_counter() - progress > QUIET:
+            return
+        await asyncio.sleep(0.005)
 
 
 async def fan_out(url: str, size: int, messages: int) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        sockets, refused = await open_room(http, url, size)
+    """One room of ``size`` sockets, ``messages`` sent back to back by one of them."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    sockets, refused = await open_sockets(host, port, parts.path, size)
+    try:
         await asyncio.sleep(1.0)  # the last joins reach the group
-        last, ends = [0.0], []
-        warm = [asyncio.create_task(take(ws, 1, last, ends)) for ws in sockets]
-        sender = None
-        for ws in sockets:  # the first socket the server has not closed sends
-            try:
-                await ws.send_str(json.dumps({"user": "bench", "message": "warm-up"}))
-            except ConnectionError:
-                continue
-            sender = ws
-            break
+        # The first socket the server has not closed sends.
+        sender = next((s for s in sockets if s.closed_with is None), None)
         assert sender is not None, "the server closed every socket of the room"
-        await asyncio.gather(*warm)
-        open_now = [ws for ws in sockets if not ws.closed]
-        readers = [asyncio.create_task(take(ws, messages, last, ends)) for ws in open_now]
+        sender.send_text(json.dumps({"user": "bench", "message": "warm-up"}))
+        await until_quiet(sockets, [1] * len(sockets))
+        base = [s.texts for s in sockets]
         t0 = time.perf_counter()
-        sent = 0
-        with contextlib.suppress(ConnectionError):
-            for i in range(messages):
-                await sender.send_str(json.dumps({"user": "bench", "message": f"m{i}"}))
-                sent += 1
-        delivered = sum(await asyncio.gather(*readers))
-        elapsed = max(last[0] - t0, 1e-9)
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        for i in range(messages):
+            sender.send_text(json.dumps({"user": "bench", "message": f"m{i}"}))
+        await until_quiet(sockets, [b + messages for b in base])
+        delivered = sum(min(s.texts - b, messages) for s, b in zip(sockets, base, strict=True))
+        elapsed = max(max(s.last_text_at for s in sockets) - t0, 1e-9)
+    finally:
+        for s in sockets:
+            if s.transport is not None:
+                s.transport.close()
     problems = []
-    if sent < messages:
-        problems.append(f"sender closed after {sent} of {messages} sends")
     if refused:
         problems.append(f"{len(refused)} refused ({refused[0]})")
+    ends = [s.closed_with for s in sockets if s.closed_with is not None]
     if ends:
         problems.append(f"{len(ends)} closed ({ends[0]})")
     return {

@@ -3,7 +3,9 @@
 Both run in this process against the same redis-server, in the same run, with the
 same workload: S coroutines send N messages to one channel while R coroutines receive
 them (20 + 20 and 1 + 1 by default); each message carries its send time for the latency.
-redis-benchmark's LPUSH/RPOP rate on the same server is printed as the ceiling. The
+channelapp runs on asyncio's event loop and on uvloop (``CHANNELAPP_LOOP=uvloop``).
+redis-benchmark's LPUSH/RPOP rate on the same server, with 16 clients and with one
+(unpipelined: one round trip at a time, the bound of 1 + 1), is printed as the ceiling. The
 figures are kept for the report (bench.results).
 
     python -m bench.layer [--messages 40000] [--baseline-messages 6000] [--pairs 20,1]
@@ -20,12 +22,15 @@ import subprocess
 import time
 from typing import Any
 
+import uvloop
+
 from bench.common import machine, ms, pct, table
 from bench.results import save
 from devtools.redis import RedisServer
 
 SENDERS = 32
 RECEIVERS = 32
+UVLOOP = "channelapp, on uvloop"
 
 
 async def run_workload(
@@ -166,7 +171,7 @@ def sentinel_vs_direct(n: int) -> None:
     print(table(headers, rows))
 
 
-def redis_benchmark(port: int) -> dict[str, float]:
+def redis_benchmark(port: int, clients: int = 16) -> dict[str, float]:
     binary = shutil.which("redis-benchmark")
     if binary is None:
         return {}
@@ -180,10 +185,10 @@ def redis_benchmark(port: int) -> dict[str, float]:
             "-t",
             "lpush,rpop",
             "-n",
-            "200000",
+            str(200_000 if clients > 1 else 50_000),
             "-q",
             "-c",
-            "16",
+            str(clients),
         ],
         capture_output=True,
         text=True,
@@ -223,17 +228,20 @@ def main() -> None:
             )
             ours = asyncio.run(bench_channelapp(server.url, n, pair))
             print(f"{pair} + {pair}: channelapp {ours['rate']:,.0f} msg/s ({n})", flush=True)
+            on_uvloop = uvloop.run(bench_channelapp(server.url, n, pair))
+            print(f"{pair} + {pair}: on uvloop {on_uvloop['rate']:,.0f} msg/s", flush=True)
             theirs = asyncio.run(bench_channels_redis(server.url, baseline, pair))
             print(f"{pair} + {pair}: channels_redis {theirs['rate']:,.0f} msg/s", flush=True)
             measured.append({"senders": pair, "receivers": pair, "systems": {
-                "channelapp": ours, "channels_redis": theirs}})  # fmt: skip
+                "channelapp": ours, UVLOOP: on_uvloop, "channels_redis": theirs}})  # fmt: skip
         ceiling = redis_benchmark(server.port)
+        one_client = redis_benchmark(server.port, clients=1)
     finally:
         server.cleanup()
     rows = []
     for m in measured:
-        ours, theirs = m["systems"]["channelapp"], m["systems"]["channels_redis"]
-        for label, r in (("channelapp", ours), ("channels_redis", theirs)):
+        theirs = m["systems"]["channels_redis"]
+        for label, r in m["systems"].items():
             rows.append(
                 [
                     f"{m['senders']} + {m['receivers']}",
@@ -244,14 +252,13 @@ def main() -> None:
                     f"{r['rate'] / theirs['rate']:.1f}x",
                 ]
             )
-    for op, rate in ceiling.items():
-        rows.append(
-            ["16 clients", f"redis-benchmark {op} (ceiling)", f"{rate:,.0f}", "-", "-", "-"]
-        )
+    for clients, rates in (("16 clients", ceiling), ("1 client", one_client)):
+        for op, rate in rates.items():
+            rows.append([clients, f"redis-benchmark {op} (ceiling)", f"{rate:,.0f}", "-", "-", "-"])
     print()
     print(table(["senders + receivers", "layer", "messages/s", "p50 ms", "p99 ms",
                  "vs channels_redis"], rows))  # fmt: skip
-    save("layer", {"pairs": measured, "ceiling": ceiling})
+    save("layer", {"pairs": measured, "ceiling": ceiling, "one_client": one_client})
 
 
 if __name__ == "__main__":

@@ -115,8 +115,9 @@ def layer(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
         for s in systems
     ]
     rows += [
-        f"| 16 clients | redis-benchmark {op} | {r:,.0f} | - |"
-        for op, r in data.get("ceiling", {}).items()
+        f"| {clients} | redis-benchmark {op} | {r:,.0f} | - |"
+        for clients, key in (("16 clients", "ceiling"), ("1 client", "one_client"))
+        for op, r in data.get(key, {}).items()
     ]
     table = ["| senders + receivers | layer | messages/s | p99 ms |", "|---|---|---|---|", *rows]
     return [_save(fig, out, "layer")], table
