@@ -70,6 +70,10 @@ SENDING_SCRIPTS = ("send", "send_blob", "send_batch", "send_many")
 for _name in SENDING_SCRIPTS:
     register_script(f"{_name}+receipt", _lua("receipts").replace("--SCRIPT--", _lua(_name)))
 
+# Scripts that read (or drop what has expired as of the time they are given): running one
+# twice does what running it once does, so one cut off by a failover is sent again as well.
+IDEMPOTENT_SCRIPTS = ("group_members", "stats_all")
+
 # Between two sends of an idempotent command whose connection broke after it was written.
 _RESEND_DELAY = 0.05
 
@@ -318,8 +322,11 @@ class Shard:
             ]
             if self._failover_wire is not None:
                 try:
+                    idempotent = sum(1 for name, _, _ in calls if name in IDEMPOTENT_SCRIPTS)
                     results = await self._through_failover(
-                        self._failover_wire, commands, resend=len(numbers) == len(commands)
+                        self._failover_wire,
+                        commands,
+                        resend=len(numbers) + idempotent == len(commands),
                     )
                 finally:  # answered, or failed for good: either way never sent again
                     self._answered.extend(numbers)
@@ -344,7 +351,8 @@ class Shard:
         resend: bool = False,
     ) -> list[Any]:
         """Script calls on a Sentinel shard: waiting out a failover. What may have run is sent
-        again when every call keeps a receipt (``resend``), refused otherwise."""
+        again when every call keeps a receipt or is idempotent (``resend``), refused
+        otherwise."""
         deadline = time.monotonic() + self.failover_timeout
         try:
             while True:

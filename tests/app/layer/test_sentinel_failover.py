@@ -303,3 +303,40 @@ async def test_receipts_are_dropped_once_answered(sentinels: SentinelGroup) -> N
     finally:
         master.close()
         await layer.close()
+
+
+async def test_a_group_read_cut_off_by_a_failover_is_read_again(
+    proxied_sentinels: SentinelGroup,
+) -> None:
+    """A group_send's read of the members (a script that only reads and drops the expired)
+    written when the master died is read again from the promoted replica, not refused: a
+    live room's messages go on through a SIGKILLed master (tests/realnode saw a socket
+    closed with 1013 for it)."""
+    group = proxied_sentinels
+    proxy = group.proxy
+    assert proxy is not None
+    proxy.mark()
+    layer = RedisChannelLayer([group.url(failover_timeout=20)], capacity=100)
+    try:
+        await layer.group_add("room", "member.a")
+        await layer.group_add("room", "member.b")
+        await layer.group_send("room", {"type": "warm"})  # loads the scripts
+        assert len(await layer.receive_many(["member.a", "member.b"], 10, timeout=1)) == 2
+        with group.client(group.replica) as replica:
+            deadline = time.monotonic() + 5
+            while replica.zcard(layer.keys.group("room")) < 2:  # the members replicated
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        proxy.hold_requests = True
+        sent = asyncio.ensure_future(layer.group_send("room", {"type": "g"}))
+        deadline = time.monotonic() + 5
+        while proxy.held == 0:
+            assert time.monotonic() < deadline, "the read was never written"
+            await asyncio.sleep(0.01)
+        group.kill_master()
+        assert await asyncio.wait_for(sent, 30) == 0  # no member full, nothing refused
+        got = await layer.receive_many(["member.a", "member.b"], 10, timeout=2)
+        assert sorted(c for c, _ in got) == ["member.a", "member.b"]
+        assert layer.shards[0].refused_uncertain == 0
+    finally:
+        await layer.close()
