@@ -146,7 +146,10 @@ class WebSocketHandshake:
         if kind != "websocket.accept":
             await self._disconnect(int(first.get("code", 1000)))
             return responses.counted(web.Response(status=403, text="connection rejected\n"))
-        return await self._open(first.get("subprotocol"))
+        subprotocol = first.get("subprotocol")
+        # This frame lives as long as the socket: it keeps neither the scope nor the accept.
+        del connect, first
+        return await self._open(subprotocol)
 
     async def _disconnect(self, code: int) -> None:
         assert self.reply is not None
