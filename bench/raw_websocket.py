@@ -21,15 +21,19 @@ TEXT, CLOSE = 0x1, 0x8
 
 def masked_text(text: str) -> bytes:
     """One client text frame (FIN, masked)."""
-    payload = text.encode()
+    return masked(text.encode(), TEXT)
+
+
+def masked(payload: bytes, opcode: int) -> bytes:
+    """One client frame (FIN, masked)."""
     mask = os.urandom(4)
     n = len(payload)
     if n < 126:
-        head = struct.pack("!BB", 0x80 | TEXT, 0x80 | n)
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
     elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | TEXT, 0x80 | 126, n)
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | TEXT, 0x80 | 127, n)
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return head + mask + body
 
@@ -40,6 +44,7 @@ class CountingSocket(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.texts = 0
         self.last_text_at = 0.0  # perf_counter() of the last read that brought a text frame
         self.closed_with: str | None = None  # why the socket ended, if it did
@@ -101,7 +106,17 @@ class CountingSocket(asyncio.Protocol):
         if self.texts != texts:
             self.last_text_at = time.perf_counter()
 
+    def close(self) -> None:
+        """The closing handshake (1000): the server answers and closes the connection."""
+        if self.transport is not None and not self.transport.is_closing():
+            if self._upgraded and self.closed_with is None:
+                self.transport.write(masked((1000).to_bytes(2, "big"), CLOSE))
+            else:
+                self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
         if self.closed_with is None and self._upgraded:
             self.closed_with = f"connection lost: {exc}"
         if not self.opened.done():
