@@ -40,7 +40,11 @@ RUNTIME_IMAGE_REPOSITORY = "ghcr.io/channelapp/channelapp"
 REDIS_REPLICAS_DEFAULT = 1
 SENTINELS_DEFAULT = 3
 SENTINEL_DOWN_AFTER_MS = 3000
-SENTINEL_FAILOVER_TIMEOUT_MS = 10000
+# Sentinels that see the master down together can split their vote; each tries again twice
+# this long after its own try (and gives up waiting for votes after this long). 4 s keeps a
+# failover with one split vote (about 3 + 8 + 1 s) within the 15 s the apps' layer waits for
+# a new master before it refuses sends.
+SENTINEL_FAILOVER_TIMEOUT_MS = 4000
 SENTINEL_ADMIN_USER = "channelapp"
 
 

@@ -303,3 +303,20 @@ def test_a_replicated_app_gets_its_sentinels_and_keeps_its_replica_count(
             check=False,
         )  # fmt: skip
         assert refused.returncode != 0 and words in refused.stderr, refused.stderr
+
+
+def test_a_split_sentinel_vote_still_promotes_before_the_apps_stop_waiting() -> None:
+    """Sentinels that detect a dead master at once can split their vote (seen on the real
+    node: -failover-abort-not-elected, a new try 17 s later, sockets closed with 1013). Each
+    Sentinel tries again two failover-timeouts after its own try, so detection, one split
+    vote and a promotion (about a second) must fit in the wait the apps' layer gives a
+    failover (their URLs name none: the default)."""
+    from channelapp.layer.sentinel import DEFAULT_FAILOVER_TIMEOUT
+
+    detected = builders.SENTINEL_DOWN_AFTER_MS / 1000 + 0.5
+    second_try = 2 * builders.SENTINEL_FAILOVER_TIMEOUT_MS / 1000
+    assert "failover_timeout" not in builders.shard_urls("chat", "ns", SPEC)[0]
+    assert detected + second_try + 1.0 < DEFAULT_FAILOVER_TIMEOUT
+    sentinels = by_name(SPEC)[("StatefulSet", "chat-redis-sentinel")]
+    env = env_of(sentinels["spec"]["template"]["spec"]["containers"][0])
+    assert env["SENTINEL_FAILOVER_TIMEOUT_MS"] == str(builders.SENTINEL_FAILOVER_TIMEOUT_MS)
