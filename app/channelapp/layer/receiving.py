@@ -75,6 +75,13 @@ class _Subscriber:
             self.cancelled = True
             self.owner._unsubscribe(self)
 
+    def give(self, message: Message) -> None:
+        """``deliver(message)``; a subscriber that raises loses that message, not the reader."""
+        try:
+            self.deliver(message)
+        except Exception:
+            log.exception("delivering a message of %s failed", self.channel)
+
 
 class RedisReceiving:
     """Receiving for :class:`~channelapp.layer.redis.RedisChannelLayer`, which mixes it in.
@@ -196,6 +203,20 @@ class RedisReceiving:
         self._stash[name].append((ts, body, key, item))
         self._fresh.add(name)
 
+    def _message(
+        self, channel: str, stashed: tuple[float, bytes, str, bytes], now: float
+    ) -> Message | None:
+        """A stashed item of ``channel`` as its message; None when it expired here or cannot
+        be decoded (said in the log)."""
+        ts, body, _key, _item = stashed
+        if self.expire_fetched and now - ts > self.expiry:
+            return None
+        try:
+            return self._serializer.loads(body)
+        except MessageCorrupt as exc:
+            log.error("dropping undecodable message on %r: %s", channel, exc)
+            return None
+
     def _take(self, channels: Sequence[str], limit: int) -> list[tuple[str, Message]]:
         out: list[tuple[str, Message]] = []
         now = time.time()
@@ -205,14 +226,10 @@ class RedisReceiving:
             for channel in channels:
                 queue = self._stash.get(channel)
                 while queue:
-                    ts, body, _key, _item = queue.popleft()
-                    if self.expire_fetched and now - ts > self.expiry:
+                    message = self._message(channel, queue.popleft(), now)
+                    if message is None:
                         continue
-                    try:
-                        out.append((channel, self._serializer.loads(body)))
-                    except MessageCorrupt as exc:
-                        log.error("dropping undecodable message on %r: %s", channel, exc)
-                        continue
+                    out.append((channel, message))
                     progress = True
                     break
                 if queue is not None and not queue:
@@ -393,13 +410,8 @@ class RedisReceiving:
         queue = self._stash.get(sub.channel)
         now = time.time()
         while queue and not sub.cancelled:
-            ts, body, _key, _item = queue.popleft()
-            if self.expire_fetched and now - ts > self.expiry:
-                continue
-            try:
-                message = self._serializer.loads(body)
-            except MessageCorrupt as exc:
-                log.error("dropping undecodable message on %r: %s", sub.channel, exc)
+            message = self._message(sub.channel, queue.popleft(), now)
+            if message is None:
                 continue
             if OUT_OF_LINE in message:
                 sub.fetching = True
@@ -407,10 +419,7 @@ class RedisReceiving:
                 self._fetches.add(task)
                 task.add_done_callback(self._fetches.discard)
                 return
-            try:
-                sub.deliver(message)
-            except Exception:
-                log.exception("delivering a message of %s failed", sub.channel)
+            sub.give(message)
         if queue is not None and not queue:
             self._stash.pop(sub.channel, None)
 
@@ -425,10 +434,7 @@ class RedisReceiving:
         finally:
             sub.fetching = False
         if whole is not None and not sub.cancelled:
-            try:
-                sub.deliver(whole)
-            except Exception:
-                log.exception("delivering a message of %s failed", sub.channel)
+            sub.give(whole)
             # One turn of the loop for the subscriber to start on a message this large (a
             # socket's writer takes it out of its bounded outbox) before the ones that
             # arrived behind it are handed over, as a receive() loop would come back.
