@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +21,21 @@ from devtools.paths import REPO
 pytestmark = pytest.mark.redis
 
 
-def test_a_layer_run_becomes_a_chart_and_a_table(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def run_bench(data: Path, bench: str, *args: str) -> dict[str, Any]:
+    """A real (short) run of ``python -m bench.<bench>``; what it saved in ``data``."""
     subprocess.run(
-        [sys.executable, "-m", "bench.layer", "--messages", "2000", "--baseline-messages", "400",
-         "--pairs", "4,1"],
+        [sys.executable, "-m", f"bench.{bench}", *args],
         cwd=REPO, env={**os.environ, "CHANNELAPP_BENCH_RESULTS": str(data)},
         check=True, capture_output=True, timeout=240,
     )  # fmt: skip
-    saved = json.loads((data / "layer.json").read_text())
+    saved: dict[str, Any] = json.loads((data / f"{bench}.json").read_text())
+    return saved
+
+
+def test_a_layer_run_becomes_a_chart_and_a_table(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    saved = run_bench(data, "layer", "--messages", "2000", "--baseline-messages", "400",
+                      "--pairs", "4,1")  # fmt: skip
     assert [p["senders"] for p in saved["pairs"]] == [4, 1]
     assert saved["ceiling"]  # redis-benchmark's rates, the ceiling
 
@@ -72,13 +79,8 @@ def test_an_autoscaling_run_is_drawn_against_the_need(
 
 def test_a_sync_http_run_is_drawn_per_server(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    subprocess.run(
-        [sys.executable, "-m", "bench.sync_http", "--requests", "40", "--concurrency", "4",
-         "--work-ms", "1"],
-        cwd=REPO, env={**os.environ, "CHANNELAPP_BENCH_RESULTS": str(data)},
-        check=True, capture_output=True, timeout=240,
-    )  # fmt: skip
-    runs = json.loads((data / "sync_http.json").read_text())["runs"]
+    runs = run_bench(data, "sync_http", "--requests", "40", "--concurrency", "4",
+                     "--work-ms", "1")["runs"]  # fmt: skip
     assert {r["system"] for r in runs} >= {
         "daphne + Django, sync def view",
         "channelapp, def, 1 worker",
