@@ -365,6 +365,7 @@ def test_a_steady_load_holds_a_steady_worker_count(
     }
     pool = WorkerPool("channelapp.examples.jobs:app", env)
     counts: list[tuple[float, int]] = []
+    reasons: list[tuple[int, str | None]] = []
     stop = threading.Event()
 
     def stand_in_for_pods() -> None:
@@ -373,6 +374,9 @@ def test_a_steady_load_holds_a_steady_worker_count(
             pool.reap()
             if replicas >= 0 and replicas != len(pool.running):
                 pool.resize(replicas)
+            if counts and replicas != counts[-1][1]:
+                reason = chapp(kube_cluster, namespace, name).get("status", {})
+                reasons.append((replicas, reason.get("lastScaleReason")))
             counts.append((time.monotonic(), replicas))
             stop.wait(0.2)
 
@@ -382,6 +386,8 @@ def test_a_steady_load_holds_a_steady_worker_count(
         answered, waits = asyncio.run(
             steady_jobs(shards, app_prefix(namespace, name), rate=40, ms=100, seconds=45)
         )
+        # Read while the workers still run: once they stop, the next poll says so.
+        status = chapp(kube_cluster, namespace, name)["status"]
     finally:
         stop.set()
         pods.join(10)
@@ -391,12 +397,11 @@ def test_a_steady_load_holds_a_steady_worker_count(
     started = counts[0][0]
     steady = [c for t, c in counts if t - started >= 20]
     changes = sum(1 for a, b in itertools.pairwise(steady) if a != b)
-    assert changes <= 2, steady  # the depth rule: 5 and more in the same time
-    assert all(4 <= c <= 6 for c in steady), steady
+    assert changes <= 2, (steady, reasons)  # the depth rule: 5 and more in the same time
+    assert all(4 <= c <= 6 for c in steady), (steady, reasons)
     late = sorted(w for t, w in waits if t >= 20)
     assert late[int(0.99 * (len(late) - 1))] < 1.5, late[-20:]
 
-    status = chapp(kube_cluster, namespace, name)["status"]
     load = status["load"]
     assert 30 <= load["arrivalRate"] <= 50, load
     assert 0.09 <= load["handlingTimeSeconds"] <= 0.2, load
