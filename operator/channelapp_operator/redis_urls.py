@@ -96,11 +96,12 @@ _CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "errno -3",
         ),
     ),
-    ("timeout", ("timeout", "timed out")),
+    ("timeout", ("timeout", "timed out", "no reply within")),
     (
         "connection closed",
         (
             "connection closed",
+            "connection to redis lost",
             "closed by server",
             "reset by peer",
             "broken pipe",

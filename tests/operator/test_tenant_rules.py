@@ -124,6 +124,9 @@ def test_urls_inside_messages_are_redacted() -> None:
          "authentication failed"),
         ("Error -2 connecting to nohost:6379. Name or service not known.", "name not resolved"),
         ("Connection closed by server.", "connection closed"),
+        ("is unavailable during a script call: not sent: connection to redis lost",
+         "connection closed"),
+        ("is unavailable during a script call: no reply within 2.0s", "timeout"),
         ("something else entirely", "unreachable"),
     ],
 )  # fmt: skip

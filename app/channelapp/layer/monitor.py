@@ -279,23 +279,20 @@ class RedisMonitor:
 
         async def one(index: int, shard_names: list[str]) -> None:
             shard = self._shards[index]
+            keys = [self._keys.channel(name) for name in shard_names]
+            if shard_names:
+                keys += [sent, full]
+            with_workers = index == workers_at
+            if with_workers:
+                keys.append(self._workers_key())
             counters = [non_local_name(n) for n in shard_names]
-            async with shard.guard("statistics"):
-                pipe = shard.client.pipeline(transaction=False)
-                for name in shard_names:
-                    pipe.llen(self._keys.channel(name))
-                    pipe.lindex(self._keys.channel(name), 0)
-                if shard_names:
-                    pipe.hmget(sent, counters)
-                    pipe.hmget(full, counters)
-                if index == workers_at:
-                    pipe.time()
-                    pipe.hgetall(self._workers_key())
-                if not shard_names and index != workers_at:
-                    pipe.ping()
-                replies = await pipe.execute()
-            if index == workers_at:
-                reports.update(live_reports(replies[-2], replies[-1]))
+            replies = await shard.eval(
+                "load", keys, [len(shard_names), int(with_workers), *counters]
+            )
+            if with_workers:
+                flat = replies[-1]  # HGETALL's field, value, field, value ...
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                reports.update(live_reports(replies[-2], fields))
             if not shard_names:
                 return
             now = time.time()

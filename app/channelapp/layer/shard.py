@@ -39,6 +39,7 @@ SCRIPT_NAMES = (
     "send_many",
     "pop_many",
     "stats_all",
+    "load",
     "group_members",
     "worker_beat",
     "server_beat",
@@ -72,7 +73,7 @@ for _name in SENDING_SCRIPTS:
 
 # Scripts that read (or drop what has expired as of the time they are given): running one
 # twice does what running it once does, so one cut off by a failover is sent again as well.
-IDEMPOTENT_SCRIPTS = ("group_members", "stats_all")
+IDEMPOTENT_SCRIPTS = ("group_members", "stats_all", "load")
 
 # Between two sends of an idempotent command whose connection broke after it was written.
 _RESEND_DELAY = 0.05
