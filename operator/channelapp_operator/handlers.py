@@ -394,10 +394,12 @@ async def supervise(
 
     try:
         # Ticks on a fixed cadence at the app's own phase (see supervisor.Cadence).
+        # asyncio.sleep, not stopped.wait: kopf's timed wait ends in a TimeoutError, whose
+        # traceback cycle per app per tick kept the collector busy (a stop cancels the sleep).
         await paced(
             step,
             lambda: poll_interval(body.get("spec", {})),
-            stopped.wait,
+            asyncio.sleep,
             lambda: bool(stopped),
             Cadence(app_phase(namespace, name)),
         )
