@@ -114,8 +114,18 @@ class LoadTracker:
             workers=len(reports),
         )
 
+    def _first_since(self, since: float) -> Sample | None:
+        """The oldest sample taken at or after ``since``: searched from the newest end, as
+        ``since`` is a few polls back in a window of many."""
+        found = None
+        for s in reversed(self.samples):
+            if s.at < since:
+                break
+            found = s
+        return found
+
     def _rate_since(self, sample: Sample, since: float) -> float:
-        start = next((s for s in self.samples if s.at >= since), self.samples[0])
+        start = self._first_since(since) or self.samples[0]
         if start.at >= sample.at:
             start = self.samples[-2] if len(self.samples) > 1 else self.samples[0]
         span = sample.at - start.at
@@ -129,8 +139,8 @@ class LoadTracker:
         of inflating the rate for a whole window; four sigmas, so chance does not trigger it.
         """
         half = self.recent / 2
-        older = next((s for s in self.samples if s.at >= sample.at - self.recent), None)
-        middle = next((s for s in self.samples if s.at >= sample.at - half), None)
+        older = self._first_since(sample.at - self.recent)
+        middle = self._first_since(sample.at - half)
         if older is None or middle is None or not older.at < middle.at < sample.at:
             return False
         first = (middle.sent - older.sent) / (middle.at - older.at)
