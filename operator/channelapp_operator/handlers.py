@@ -392,18 +392,29 @@ async def supervise(
             log.exception("supervising %s/%s: tick failed", namespace, name)
         return True
 
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    # One task per app waits for the stop, and each pause waits for that task with a timeout:
+    # kopf's timed ``stopped.wait(n)`` ends each pause in a TimeoutError whose traceback is a
+    # reference cycle, one per app per tick for the collector. A stop still ends the pause at
+    # once, so the daemon exits by itself instead of being cancelled.
+    stop = asyncio.ensure_future(until_stopped())
+
+    async def pause(seconds: float) -> None:
+        await asyncio.wait([stop], timeout=seconds)
+
     try:
         # Ticks on a fixed cadence at the app's own phase (see supervisor.Cadence).
-        # asyncio.sleep, not stopped.wait: kopf's timed wait ends in a TimeoutError, whose
-        # traceback cycle per app per tick kept the collector busy (a stop cancels the sleep).
         await paced(
             step,
             lambda: poll_interval(body.get("spec", {})),
-            asyncio.sleep,
+            pause,
             lambda: bool(stopped),
             Cadence(app_phase(namespace, name)),
         )
     finally:
+        stop.cancel()
         memo.heartbeat.done(loop)
         await sup.close()
         metrics.forget(namespace, name)

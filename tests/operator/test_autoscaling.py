@@ -482,3 +482,7 @@ def test_polling_leaves_no_garbage_cycles_for_the_collector(
     )
     assert polled >= 500, polled
     assert collected / polled < 5, (collected, polled)
+    # And a stop still ends every loop's pause: each daemon exits, none is cancelled.
+    operator.stop()
+    assert operator.proc is not None and operator.proc.returncode == 0
+    assert "is cancelled" not in operator.log(), operator.log()[-2000:]
